@@ -1,0 +1,1 @@
+"""Attestation evidence: providers (produce evidence) and verifiers (pure, injected time)."""
