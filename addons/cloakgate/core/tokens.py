@@ -1,0 +1,128 @@
+"""The token format: how protected values travel through the SaaS and are found again.
+
+Grammar (ABNF-ish, all characters ASCII)::
+
+    token   = "qx" scheme kid length payload
+    scheme  = "a" / "d" / "w" / "e"        ; aead, deterministic, word, e-mail local part
+    kid     = 3b32                          ; key id: names the data key (pack and version)
+    length  = 1*b32                         ; number of payload characters as a base-32 varint:
+                                            ; each character carries 4 bits (value & 15), value & 16
+                                            ; means "another length character follows"
+    payload = *b32                          ; the ciphertext, RFC 4648 base32 without padding
+    b32     = %x61-7A / %x32-37             ; a-z 2-7 (lower case)
+
+Properties the SaaS constraints ask for (shared/SAAS.md §1.2, §10):
+
+- one alphanumeric word: no HTML, markdown, wiki, URL or e-mail syntax characters;
+- safe under lower-casing: parsing is case-insensitive, so a SaaS that lower-cases keeps it valid
+  (the word scheme uses letter case to carry the case of the original word, see schemes.py);
+- self-delimiting: the length field says where a token ends, so a truncated copy (a 255-character
+  preview) is recognised as truncated and left alone, never mis-decoded;
+- carries its key id, so rotation is "encrypt with the primary, decrypt with whichever key the
+  token names";
+- authenticated: every payload is AEAD or SIV output, so tampering fails closed (the token stays).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass
+
+from .errors import InvalidToken
+
+B32 = "abcdefghijklmnopqrstuvwxyz234567"
+_B32_INDEX = {c: i for i, c in enumerate(B32)}
+PREFIX = "qx"
+SCHEMES = frozenset("adwe")
+KID_LEN = 3
+HEADER_MIN = len(PREFIX) + 1 + KID_LEN + 1
+
+# A token starts at a word boundary; matching is case-insensitive. The match may run past the
+# token's end (glued characters) or stop short of it (truncation): the length field decides.
+TOKEN_RE = re.compile(rb"(?<![A-Za-z0-9])[Qq][Xx][AaDdWwEe][A-Za-z2-7]{3,}")
+TOKEN_RE_STR = re.compile(r"(?<![A-Za-z0-9])[Qq][Xx][AaDdWwEe][A-Za-z2-7]{3,}")
+
+
+def is_kid(kid: str) -> bool:
+    return len(kid) == KID_LEN and all(c in _B32_INDEX for c in kid)
+
+
+def _varint(n: int) -> str:
+    groups = []
+    while True:
+        groups.append(n & 15)
+        n >>= 4
+        if not n:
+            break
+    groups.reverse()
+    return "".join(B32[g | 16] for g in groups[:-1]) + B32[groups[-1]]
+
+
+def b32encode(data: bytes) -> str:
+    return base64.b32encode(data).decode("ascii").rstrip("=").lower()
+
+
+_PAD = {0: "", 2: "======", 4: "====", 5: "===", 7: "="}
+
+
+def b32decode(text: str) -> bytes:
+    pad = _PAD.get(len(text) % 8)
+    if pad is None:
+        raise InvalidToken()
+    try:
+        return base64.b32decode(text.upper() + pad)
+    except ValueError:
+        raise InvalidToken() from None
+
+
+def encode(scheme: str, kid: str, ciphertext: bytes) -> str:
+    payload = b32encode(ciphertext)
+    return PREFIX + scheme + kid + _varint(len(payload)) + payload
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    scheme: str
+    kid: str
+    header_len: int  # characters before the payload
+    payload_len: int
+
+    @property
+    def total_len(self) -> int:
+        return self.header_len + self.payload_len
+
+
+def parse_header(text: str) -> Parsed:
+    """Parse the fixed part of a token (case-insensitive). Raises InvalidToken."""
+    t = text.lower()
+    if len(t) < HEADER_MIN or not t.startswith(PREFIX) or t[2] not in SCHEMES:
+        raise InvalidToken()
+    kid = t[3 : 3 + KID_LEN]
+    if not is_kid(kid):
+        raise InvalidToken()
+    n = 0
+    i = 3 + KID_LEN
+    for _ in range(6):  # at most 24 bits of length: far beyond any body limit
+        if i >= len(t):
+            raise InvalidToken()
+        v = _B32_INDEX.get(t[i])
+        if v is None:
+            raise InvalidToken()
+        n = (n << 4) | (v & 15)
+        i += 1
+        if not v & 16:
+            return Parsed(t[2], kid, i, n)
+    raise InvalidToken()
+
+
+def split(text: str) -> tuple[Parsed, str]:
+    """Parse a candidate token: returns the header and the payload text (original case).
+
+    Raises InvalidToken when the candidate is shorter than its declared length (truncated).
+    Characters after the declared end are not part of the token.
+    """
+    p = parse_header(text)
+    if len(text) < p.total_len:
+        raise InvalidToken()
+    return p, text[p.header_len : p.total_len]
