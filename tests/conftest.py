@@ -24,3 +24,9 @@ def ring() -> StaticKeyRing:
 @pytest.fixture
 def rand():
     return os.urandom
+
+
+@pytest.fixture(autouse=True)
+def _private_home(tmp_path_factory, monkeypatch):
+    """Defaults like ~/.cloakgate and ~/.mitmproxy must not touch the real home during tests."""
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))

@@ -49,3 +49,9 @@ def test_scanner_needs_a_word_boundary():
     tok = tokens.encode("a", "abc", b"x" * 20)
     assert tokens.TOKEN_RE.search(("x" + tok).encode()) is None
     assert tokens.TOKEN_RE.search((">" + tok + "<").encode()).group().decode() == tok
+
+
+@pytest.mark.parametrize("before", ["\\n", "\\t", "\\u001f", "%0A", " ", '"', ">"])
+def test_scanner_finds_tokens_after_escapes(before):
+    tok = tokens.encode("w", "abc", b"x" * 20)
+    assert tokens.TOKEN_RE.search((before + tok).encode()).group().decode() == tok

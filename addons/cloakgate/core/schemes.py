@@ -239,6 +239,8 @@ class Email(Scheme):
 
     Addresses are case-folded first (mail systems, and Salesforce's storage, treat them so): equal
     addresses in any spelling give the same lowercase token, and the user gets the lowercase form back.
+    A token longer than the local part may be (64) continues in a first domain label:
+    ``<token start>@<token rest>.<domain>`` (a label holds up to 63 characters).
     """
 
     name: str = "email"
@@ -247,15 +249,20 @@ class Email(Scheme):
 
     def protect(self, value: str, key: DataKey, ring: KeyRing, rand: Rand) -> str:
         local, at, dom = value.rpartition("@")
-        if at and dom == self.domain and is_own_token(local, ring):
-            return value
+        if at and dom.endswith(self.domain) and local.startswith(("qx", "QX")):
+            joined = local + dom[: -len(self.domain)].rstrip(".")
+            if is_own_token(joined, ring):
+                return value
         if not local or not at or not dom or any(c.isspace() for c in value):
             raise FieldError("value is not an e-mail address", code="cloakgate.field.not_email")
         ct = _siv(key, "email").encrypt(_pack_email(value.lower()), [_ad(key.pack, key.kid, "e")])
         tok = tokens.encode("e", key.kid, ct)
-        if len(tok) > self.local_max:
-            raise FieldError("protected local part exceeds its limit", code="cloakgate.field.too_long")
-        return tok + "@" + self.domain
+        if len(tok) <= self.local_max:
+            return tok + "@" + self.domain
+        rest = tok[self.local_max :]
+        if len(rest) > 63:
+            raise FieldError("protected address exceeds its limit", code="cloakgate.field.too_long")
+        return tok[: self.local_max] + "@" + rest + "." + self.domain
 
 
 _RADIX_ALPHABETS = {"digits": "0123456789", "alnum": "0123456789abcdefghijklmnopqrstuvwxyz"}

@@ -38,10 +38,13 @@ SCHEMES = frozenset("adwe")
 KID_LEN = 3
 HEADER_MIN = len(PREFIX) + 1 + KID_LEN + 1
 
-# A token starts at a word boundary; matching is case-insensitive. The match may run past the
-# token's end (glued characters) or stop short of it (truncation): the length field decides.
-TOKEN_RE = re.compile(rb"(?<![A-Za-z0-9])[Qq][Xx][AaDdWwEe][A-Za-z2-7]{3,}")
-TOKEN_RE_STR = re.compile(r"(?<![A-Za-z0-9])[Qq][Xx][AaDdWwEe][A-Za-z2-7]{3,}")
+# A token starts at a word boundary, or right after an escape that ends in a letter or digit (JSON
+# "\n" or "\u001f", URL "%0A"); matching is case-insensitive. The match may run past the token's
+# end (glued characters) or stop short of it (truncation): the length field decides.
+_START = r"(?:(?<![A-Za-z0-9])|(?<=\\[nrtbf])|(?<=\\u[0-9A-Fa-f]{4})|(?<=%[0-9A-Fa-f]{2}))"
+_BODY = r"[Qq][Xx][AaDdWwEe][A-Za-z2-7]{3,}"
+TOKEN_RE = re.compile((_START + _BODY).encode())
+TOKEN_RE_STR = re.compile(_START + _BODY)
 
 
 def is_kid(kid: str) -> bool:

@@ -1,0 +1,248 @@
+"""Reveal: find tokens in responses and put plaintext back, escaped for where each token stood.
+
+Tagged tokens are found anywhere in a textual body by one regex pass over the bytes (JSON, HTML,
+JavaScript, XML, CSV, plain text, ``while(1);`` prefixes: the scan does not parse). Untagged (fpe)
+values are revealed by position, per the route's ``reveal`` selectors. Truncated, tampered and
+foreign tokens stay exactly as they are and are counted.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from . import jsonspan, schemes, tokens
+from .codecs import encoding, splice
+from .errors import BodyError, InvalidToken
+from .keyring import KeyRing
+from .rules import Pack, RevealRule
+
+CONTEXTS = ("json", "html", "xml", "text")
+_EMAIL_DOMAIN = re.compile(rb"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_EMAIL_REST = re.compile(rb"@([A-Za-z2-7]+)((?:\.[A-Za-z0-9-]+)+)")  # token continued in a domain label
+_CACHED = frozenset("dwe")  # deterministic schemes repeat: their plaintexts are worth caching
+
+
+def context_for(content_type: str | None) -> str | None:
+    """Which escaping revealed plaintext needs in a body of this type; None: not textual."""
+    mt = (content_type or "").split(";", 1)[0].strip().lower()
+    if not mt:
+        return None
+    if mt.endswith("json") or mt.endswith("javascript") or mt.endswith("ecmascript"):
+        return "json"
+    if mt in ("text/html", "application/xhtml+xml"):
+        return "html"
+    if mt.endswith("/xml") or mt.endswith("+xml"):
+        return "xml"
+    if mt.startswith("text/"):
+        return "text"
+    return None
+
+
+def _json_escape(s: str, ascii_only: bool) -> str:
+    out = json.dumps(s, ensure_ascii=ascii_only)[1:-1]
+    # Safe inside JSON and inside JavaScript string literals of either quote, and inside <script>.
+    return (
+        out.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").replace("'", "\\u0027")
+        .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    )
+
+
+def escape_for(context: str, s: str, charset: str) -> bytes:
+    if context == "json":
+        return _json_escape(s, charset not in ("utf-8", "utf8")).encode(charset, "strict")
+    if context in ("html", "xml"):
+        return html.escape(s, quote=True).encode(charset, "xmlcharrefreplace")
+    return s.encode(charset, "replace")
+
+
+@dataclass
+class RevealStats:
+    revealed: int = 0
+    truncated: int = 0
+    invalid: int = 0  # tampered, or a key this gateway does not hold
+    by_scheme: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def skipped(self) -> int:
+        return self.truncated + self.invalid
+
+    def add(self, other: RevealStats) -> None:
+        self.revealed += other.revealed
+        self.truncated += other.truncated
+        self.invalid += other.invalid
+        self.by_scheme.update(other.by_scheme)
+
+
+class Revealer:
+    """Scans bytes for tokens. Keeps a bounded in-memory cache of deterministic plaintexts."""
+
+    SCHEME_NAMES = {"a": "aead", "d": "deterministic", "w": "words", "e": "email"}
+
+    def __init__(self, ring: KeyRing, *, cache_size: int = 100_000):
+        self.ring = ring
+        self.cache_size = cache_size
+        self._cache: dict[str, tuple[str, int]] = {}
+        self._generation = ring.generation
+
+    def set_ring(self, ring: KeyRing) -> None:
+        self.ring = ring
+        self._cache.clear()
+        self._generation = ring.generation
+
+    def token(self, text: str) -> tuple[str, int]:
+        """Plaintext and length of the token at the start of ``text`` (InvalidToken otherwise)."""
+        if self.ring.generation != self._generation:
+            self._cache.clear()
+            self._generation = self.ring.generation
+        p = tokens.parse_header(text)
+        exact = text[: p.total_len]
+        hit = self._cache.get(exact)
+        if hit is not None:
+            return hit
+        result = schemes.reveal_token(exact, self.ring)
+        if p.scheme in _CACHED:
+            if len(self._cache) >= self.cache_size:
+                self._cache.clear()
+            self._cache[exact] = result
+        return result
+
+    @staticmethod
+    def _email_continuation(data: bytes, m: re.Match[bytes], cand: str) -> tuple[str, int] | None:
+        """For an e-mail token cut at the "@": the whole token and where the address ends."""
+        if cand[2] not in "eE" or data[m.end() : m.end() + 1] != b"@":
+            return None
+        try:
+            p = tokens.parse_header(cand)
+        except InvalidToken:
+            return None
+        if len(cand) >= p.total_len:
+            return None
+        rest = _EMAIL_REST.match(data, m.end())
+        if rest is None or len(cand) + len(rest.group(1)) != p.total_len:
+            return None
+        return cand + rest.group(1).decode("ascii"), rest.end()
+
+    def scan(self, data: bytes, context: str, charset: str = "utf-8") -> tuple[bytes | None, RevealStats]:
+        """Reveal every tagged token in ``data``. Returns (new bytes or None if unchanged, stats)."""
+        stats = RevealStats()
+        if b"qx" not in data and b"QX" not in data and b"Qx" not in data and b"qX" not in data:
+            return None, stats
+        out: list[bytes] = []
+        pos = 0
+        for m in tokens.TOKEN_RE.finditer(data):
+            cand = m.group().decode("ascii")
+            split_end = self._email_continuation(data, m, cand)
+            if split_end is not None:
+                cand, split_end = split_end
+            try:
+                plain, n = self.token(cand)
+            except InvalidToken:
+                try:
+                    p = tokens.parse_header(cand)
+                    if len(cand) < p.total_len:
+                        stats.truncated += 1
+                        continue
+                except InvalidToken:
+                    continue  # not a token at all: an ordinary word that starts with "qx"
+                stats.invalid += 1
+                continue
+            start = m.start()
+            end = start + n
+            scheme = cand[2].lower()
+            if split_end is not None:
+                end = split_end
+            elif scheme == "e":
+                d = _EMAIL_DOMAIN.match(data, end)
+                if d is not None:
+                    end = d.end()
+            out.append(data[pos:start])
+            try:
+                out.append(escape_for(context, plain, charset))
+            except (UnicodeEncodeError, LookupError):
+                out.append(data[start:end])
+                stats.invalid += 1
+                pos = end
+                continue
+            pos = end
+            stats.revealed += 1
+            stats.by_scheme[self.SCHEME_NAMES[scheme]] += 1
+        if not stats.revealed:
+            return None, stats
+        out.append(data[pos:])
+        return b"".join(out), stats
+
+
+def reveal_positions(
+    data: bytes, rules: Sequence[RevealRule], pack: Pack, ring: KeyRing
+) -> tuple[bytes | None, RevealStats]:
+    """Reveal untagged values (fpe) at the JSON paths a route names."""
+    stats = RevealStats()
+    start = min((i for i in (data.find(b"{"), data.find(b"[")) if i >= 0), default=-1)
+    if start < 0:
+        return None, stats
+    try:
+        nodes = jsonspan.walk(data, offset=start)
+        key = ring.primary(pack.id)
+    except Exception:  # not JSON after all, or no key: untagged values stay as they are
+        return None, stats
+    edits = []
+    for rule in rules:
+        for n in jsonspan.select(nodes, rule.jsonpath):
+            if n.kind != "str":
+                continue
+            try:
+                plain = rule.scheme.reveal(n.text(data), key)
+            except InvalidToken:
+                stats.invalid += 1
+                continue
+            edits.append((n.start, n.end, b'"' + _json_escape(plain, False).encode("utf-8") + b'"'))
+            stats.revealed += 1
+            stats.by_scheme[rule.scheme.name] += 1
+    return (splice(data, edits) if edits else None), stats
+
+
+@dataclass
+class RevealOutcome:
+    body: bytes | None  # new body (identity encoding) or None if unchanged
+    stats: RevealStats
+    error: str | None = None  # a code when the body could not be read (left untouched)
+
+
+def reveal_body(
+    revealer: Revealer,
+    body: bytes,
+    content_type: str | None,
+    content_encoding: str | None,
+    *,
+    max_size: int,
+    pack: Pack | None = None,
+    reveal_rules: Sequence[RevealRule] = (),
+) -> RevealOutcome:
+    """Reveal a response body. The new body, if any, is returned decoded (identity)."""
+    context = context_for(content_type)
+    if context is None or not body:
+        return RevealOutcome(None, RevealStats())
+    try:
+        encs = encoding.parse_content_encoding(content_encoding)
+        data = encoding.decode(body, encs, max_size=max_size) if encs else body
+    except BodyError as e:
+        return RevealOutcome(None, RevealStats(), e.code)
+    charset = "utf-8"
+    for part in (content_type or "").split(";")[1:]:
+        k, _, v = part.partition("=")
+        if k.strip().lower() == "charset" and v.strip():
+            charset = v.strip().strip('"').lower()
+    new, stats = revealer.scan(data, context, charset)
+    if reveal_rules and pack is not None and context == "json":
+        new2, st2 = reveal_positions(new if new is not None else data, reveal_rules, pack, revealer.ring)
+        stats.add(st2)
+        if new2 is not None:
+            new = new2
+    if new is None:
+        return RevealOutcome(None, stats)
+    return RevealOutcome(new, stats)

@@ -1,0 +1,1 @@
+"""Thin mitmproxy adapters: the only code of cloakgate that imports mitmproxy."""

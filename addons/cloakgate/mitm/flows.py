@@ -1,0 +1,63 @@
+"""Small helpers shared by the adapters: scope, local refusals, flow annotations."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from mitmproxy import http
+
+from ..core.rules import Pack
+
+logger = logging.getLogger("cloakgate")
+
+M_SEEN = "cloakgate.seen"  # the gateway's request hook looked at this flow
+M_PACK = "cloakgate.pack"
+M_ROUTE = "cloakgate.route"
+M_REFUSED = "cloakgate.refused"  # error code of a local refusal
+M_PROTECTED = "cloakgate.protected"  # number of fields protected
+MARK_PROTECTED = ":lock:"
+MARK_REFUSED = ":no_entry:"
+
+
+def flow_hosts(flow: http.HTTPFlow) -> tuple[str, ...]:
+    """The names a request is addressed to: the Host header and the connection's destination."""
+    req = flow.request
+    hosts = {req.pretty_host.lower().rstrip("."), req.host.lower().rstrip(".")}
+    return tuple(h for h in hosts if h)
+
+
+def find_pack(packs: tuple[Pack, ...], host_map: dict[str, str], flow: http.HTTPFlow) -> Pack | None:
+    hosts = flow_hosts(flow)
+    for h in hosts:
+        pid = host_map.get(h)
+        if pid is not None:
+            for p in packs:
+                if p.id == pid:
+                    return p
+    for p in packs:
+        if any(p.match_host(h) for h in hosts):
+            return p
+    return None
+
+
+def refuse(flow: http.HTTPFlow, code: str, status: int, message: str, pack: str | None, route: str | None) -> None:
+    """Answer locally; the request never leaves. The body names codes and rules, never values."""
+    body = {"error": {"code": code, "message": message, "flow": flow.id}}
+    if pack:
+        body["error"]["pack"] = pack
+    if route:
+        body["error"]["route"] = route
+    flow.response = http.Response.make(
+        status,
+        json.dumps(body).encode(),
+        {"content-type": "application/json", "cache-control": "no-store", "x-cloakgate-error": code},
+    )
+    flow.metadata[M_REFUSED] = code
+    flow.marked = MARK_REFUSED
+    where = f" {pack}/{route}" if pack else ""
+    flow.comment = f"cloakgate refused{where}: {code}"
+
+
+def add_comment(flow: http.HTTPFlow, text: str) -> None:
+    flow.comment = f"{flow.comment}; {text}" if flow.comment else text

@@ -1,0 +1,422 @@
+"""The gateway addon: protect requests, reveal responses and websocket messages, fail closed.
+
+Every request-side hook has one skeleton: guard, convert, call the core, apply, annotate, all inside
+one ``try`` that turns any exception into a local refusal (mitmproxy forwards a flow unchanged when a
+hook raises, so an escaped exception would be a plaintext leak).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import command, ctx, http
+from mitmproxy.exceptions import OptionsError
+from mitmproxy.utils import asyncio_utils
+
+from ..audit import AuditLog
+from ..core import protect as core_protect
+from ..core import reveal as core_reveal
+from ..core.errors import CloakgateError, RuleError
+from ..core.keyring import KeyRing
+from ..core.rules import Pack, load_pack, pack_files
+from ..keysource import DevKeySource
+from . import state
+from .flows import (
+    M_PACK,
+    M_PROTECTED,
+    M_REFUSED,
+    M_ROUTE,
+    M_SEEN,
+    MARK_PROTECTED,
+    add_comment,
+    find_pack,
+    logger,
+    refuse,
+)
+from .guard import Guard
+
+REPO = Path(__file__).resolve().parents[3]
+DEFAULT_RULES = str(REPO / "rules")
+DEFAULT_HOME = "~/.cloakgate"
+
+
+def parse_host_map(specs: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for spec in specs:
+        host, sep, pack = spec.partition("=")
+        if not sep or not host.strip() or not pack.strip():
+            raise ValueError(f"host map entries look like host=pack, not {spec!r}")
+        out[host.strip().lower().rstrip(".")] = pack.strip()
+    return out
+
+
+class RuleSet:
+    """The packs of a rules directory, reloaded in place; a pack that fails keeps its last good version."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.by_file: dict[str, Pack] = {}
+        self.errors: dict[str, CloakgateError] = {}
+        self._stamp: dict[str, tuple[int, int]] = {}
+
+    def _snapshot(self) -> dict[str, tuple[int, int]]:
+        out = {}
+        for p in pack_files(self.directory):
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            out[str(p)] = (st.st_mtime_ns, st.st_size)
+        return out
+
+    def changed(self) -> bool:
+        return self._snapshot() != self._stamp
+
+    def load(self, *, strict: bool) -> list[str]:
+        """(Re)load every file. Returns messages describing what changed. strict: raise on any error."""
+        if not self.directory.is_dir():
+            raise RuleError(f"rules directory {self.directory} does not exist", code="cloakgate.rules.missing")
+        snap = self._snapshot()
+        messages = []
+        by_file: dict[str, Pack] = {}
+        errors: dict[str, CloakgateError] = {}
+        for f in snap:
+            if self._stamp.get(f) == snap[f] and f in self.by_file:
+                by_file[f] = self.by_file[f]
+                continue
+            try:
+                by_file[f] = load_pack(Path(f))
+                messages.append(f"loaded {f}")
+            except RuleError as e:
+                if strict:
+                    raise
+                errors[f] = e
+                if f in self.by_file:
+                    by_file[f] = self.by_file[f]
+                    messages.append(f"FAILED {f}, its last good version stays in force: {e.message}")
+                else:
+                    messages.append(f"FAILED {f} (never loaded): {e.message}")
+        for f in self.by_file:
+            if f not in snap:
+                messages.append(f"removed {f}")
+        ids: dict[str, str] = {}
+        for f, p in sorted(by_file.items()):
+            if p.id in ids:
+                e = RuleError(f"{f}:1: id: pack id '{p.id}' is already used by {ids[p.id]}", code="cloakgate.rules.invalid")
+                if strict:
+                    raise e
+                errors[f] = e
+                messages.append(f"FAILED {f}: {e.message}")
+                continue
+            ids[p.id] = f
+        self.by_file = {f: p for f, p in by_file.items() if ids.get(p.id) == f}
+        self.errors = errors
+        self._stamp = snap
+        return messages
+
+    @property
+    def packs(self) -> tuple[Pack, ...]:
+        return tuple(p for _, p in sorted(self.by_file.items()))
+
+
+class Gateway:
+    name = "cloakgate.gateway"
+
+    def __init__(self) -> None:
+        self.rules: RuleSet | None = None
+        self.packs: tuple[Pack, ...] = ()
+        self.host_map: dict[str, str] = {}
+        self.keys: DevKeySource | None = None
+        self.ring: KeyRing | None = None
+        self.revealer: core_reveal.Revealer | None = None
+        self.audit = AuditLog(None)
+        self.max_body = 16 * 1024 * 1024
+        self.response_max = 32 * 1024 * 1024
+        self.poll = 1.0
+        self._task: asyncio.Task[Any] | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def load(self, loader: Any) -> None:
+        loader.add_option("cloakgate_rules", str, DEFAULT_RULES, "Directory of rule packs (*.yaml).")
+        loader.add_option(
+            "cloakgate_keys", str, "dev",
+            "Where data keys come from: 'dev' (a DEVELOPMENT key ring file, see cloakgate_dev_keyring).",
+        )
+        loader.add_option(
+            "cloakgate_dev_keyring", str, f"{DEFAULT_HOME}/dev-keyring.json",
+            "File of the DEVELOPMENT key ring (created on first run, mode 0600).",
+        )
+        loader.add_option(
+            "cloakgate_audit", str, f"{DEFAULT_HOME}/audit.jsonl",
+            "Audit events as JSON lines (no values). Empty: to the log.",
+        )
+        loader.add_option("cloakgate_host_map", Sequence[str], [], "Map a deployment's own host to a pack: host=pack-id.")
+        loader.add_option("cloakgate_max_body", int, self.max_body, "Largest protected request body in bytes.")
+        loader.add_option("cloakgate_response_max", int, self.response_max, "Largest response body revealed, after decompression.")
+        loader.add_option("cloakgate_rules_poll", str, "1.0", "Seconds between checks of the rules directory (0: no hot reload).")
+
+    def configure(self, updated: set[str]) -> None:
+        opts = ctx.options
+        try:
+            if "cloakgate_host_map" in updated:
+                self.host_map = parse_host_map(opts.cloakgate_host_map)
+            if "cloakgate_max_body" in updated:
+                self.max_body = opts.cloakgate_max_body
+            if "cloakgate_response_max" in updated:
+                self.response_max = opts.cloakgate_response_max
+            if "cloakgate_rules_poll" in updated:
+                self.poll = float(opts.cloakgate_rules_poll)
+            if "cloakgate_audit" in updated:
+                self.audit.close()
+                self.audit = AuditLog(opts.cloakgate_audit or None)
+            if "cloakgate_keys" in updated or "cloakgate_dev_keyring" in updated:
+                if opts.cloakgate_keys != "dev":
+                    raise ValueError("cloakgate_keys: only 'dev' is available in this build")
+                self.keys = DevKeySource(opts.cloakgate_dev_keyring)
+            if "cloakgate_rules" in updated:
+                rules = RuleSet(Path(opts.cloakgate_rules).expanduser())
+                for msg in rules.load(strict=True):
+                    logger.info("cloakgate rules: %s", msg)
+                self.rules = rules
+            if updated & {"cloakgate_rules", "cloakgate_keys", "cloakgate_dev_keyring", "cloakgate_host_map"}:
+                self._install()
+        except (CloakgateError, ValueError, OSError) as e:
+            raise OptionsError(f"cloakgate: {e}") from None
+
+    def _install(self) -> None:
+        assert self.rules is not None and self.keys is not None
+        packs = self.rules.packs
+        missing = {p for p in self.host_map.values() if p not in {x.id for x in packs}}
+        if missing:
+            logger.warning("cloakgate: host map names unknown packs: %s", ", ".join(sorted(missing)))
+        self.packs = packs
+        self.ring = self.keys.ring(p.id for p in packs)
+        if self.revealer is None:
+            self.revealer = core_reveal.Revealer(self.ring)
+        else:
+            self.revealer.set_ring(self.ring)
+        state.SHARED.packs = packs
+        state.SHARED.host_map = dict(self.host_map)
+
+    def running(self) -> None:
+        if ctx.master.addons.get(Guard.name) is None:
+            ctx.master.addons.add(Guard())
+        self._banner()
+        if self.poll > 0 and self._task is None:
+            self._task = asyncio_utils.create_task(self._watch(), name="cloakgate rules watcher", keep_ref=True)
+
+    def done(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self.audit.close()
+
+    def _banner(self) -> None:
+        st = self.keys.status() if self.keys else {}
+        logger.warning(
+            "cloakgate: %d rule pack(s) [%s]; keys: %s%s",
+            len(self.packs),
+            ", ".join(f"{p.id} ({len(p.routes)} routes)" for p in self.packs),
+            st.get("label", "?"),
+            " - DEVELOPMENT key ring, not for production" if st.get("source") == "dev" else "",
+        )
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll)
+            try:
+                self.reload_rules()
+            except Exception as e:  # the watcher must survive anything; the old packs stay
+                logger.error("cloakgate rules: reload failed (%s); previous packs stay in force", type(e).__name__)
+
+    def reload_rules(self) -> list[str]:
+        if self.rules is None or not self.rules.changed():
+            return []
+        msgs = self.rules.load(strict=False)
+        for m in msgs:
+            (logger.error if m.startswith("FAILED") else logger.warning)("cloakgate rules: %s", m)
+        self._install()
+        self.audit.write("rules", "ok" if not self.rules.errors else "cloakgate.rules.invalid",
+                         counts={"packs": len(self.packs), "failed": len(self.rules.errors)})
+        return msgs
+
+    # --- requests --------------------------------------------------------------------------------
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live:
+            return
+        pack = None
+        try:
+            pack = find_pack(self.packs, self.host_map, flow)
+            if pack is None:
+                return
+            flow.request.stream = False
+            limit = min(self.max_body, pack.max_body)
+            cl = flow.request.headers.get("content-length")
+            if cl is not None and cl.strip().isdigit() and int(cl) > limit:
+                self._refuse(flow, pack.id, None, CloakgateError(
+                    "request body exceeds the limit", code="cloakgate.body.too_large", status_hint=413))
+        except Exception:
+            self._refuse(flow, pack.id if pack else None, None, CloakgateError("internal error"))
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live:
+            return
+        flow.metadata[M_SEEN] = True
+        pack = None
+        route = None
+        try:
+            pack = find_pack(self.packs, self.host_map, flow)
+            if pack is None:
+                return
+            flow.metadata[M_PACK] = pack.id
+            req = flow.request
+            body = req.raw_content
+            if body is None:
+                raise CloakgateError("request body was streamed", code="cloakgate.body.streamed", status_hint=500)
+            if len(body) > min(self.max_body, pack.max_body):
+                raise CloakgateError("request body exceeds the limit", code="cloakgate.body.too_large", status_hint=413)
+            if self.ring is None:
+                raise CloakgateError("no key ring", code="cloakgate.key.unavailable", status_hint=503)
+            out = core_protect.protect_request(
+                pack, req.method, req.path, req.headers.items(multi=True), body, self.ring, os.urandom
+            )
+            route = out.route
+            if route is None:
+                return
+            flow.metadata[M_ROUTE] = route
+            if out.body is not None:
+                req.raw_content = out.body
+                if "transfer-encoding" not in req.headers:
+                    req.headers["content-length"] = str(len(out.body))
+            if out.path is not None:
+                req.path = out.path
+            for name, value in out.headers.items():
+                req.headers[name] = value
+            if out.protected:
+                flow.metadata[M_PROTECTED] = out.protected
+                flow.marked = MARK_PROTECTED
+                add_comment(flow, f"cloakgate {pack.id}/{route}: protected {out.protected} field(s) "
+                                  f"({', '.join(out.schemes)}) with key {out.kid}")
+            self.audit.write("protect", flow=flow.id, pack=pack.id, route=route,
+                             counts={"fields": out.protected, **{s: n for s, n in _by_scheme(out).items()}})
+        except CloakgateError as e:
+            self._refuse(flow, pack.id if pack else None, route, e)
+        except Exception as e:
+            logger.error("cloakgate: internal error (%s) while protecting; request refused", type(e).__name__)
+            self._refuse(flow, pack.id if pack else None, route, CloakgateError("internal error"))
+
+    def _refuse(self, flow: http.HTTPFlow, pack: str | None, route: str | None, e: CloakgateError) -> None:
+        try:
+            refuse(flow, e.code, e.status_hint, e.message, pack, route)
+            self.audit.write("refuse", e.code, flow=flow.id, pack=pack, route=route)
+        except Exception:
+            flow.kill()
+
+    # --- responses -------------------------------------------------------------------------------
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.get(M_PACK) and flow.response is not None and not flow.metadata.get(M_REFUSED):
+            flow.response.stream = False
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        resp = flow.response
+        if resp is None or flow.metadata.get(M_REFUSED):
+            return
+        try:
+            pack = find_pack(self.packs, self.host_map, flow)
+            if pack is None or self.revealer is None or resp.raw_content is None:
+                return
+            route_name = flow.metadata.get(M_ROUTE)
+            rules = next((r.reveal for r in pack.routes if r.name == route_name), ())
+            if not rules:
+                hit = pack.route_for(flow.request.method, core_protect.normalize_path(flow.request.path))
+                rules = hit[0].reveal if hit else ()
+            out = core_reveal.reveal_body(
+                self.revealer, resp.raw_content, resp.headers.get("content-type"),
+                resp.headers.get("content-encoding"), max_size=self.response_max, pack=pack, reveal_rules=rules,
+            )
+            self._note_reveal(flow, pack.id, route_name, out.stats, out.error)
+            if out.body is not None:
+                resp.raw_content = out.body
+                resp.headers.pop("content-encoding", None)
+                if "transfer-encoding" not in resp.headers:
+                    resp.headers["content-length"] = str(len(out.body))
+        except Exception as e:  # a response that cannot be revealed keeps its tokens: no plaintext leaks
+            logger.error("cloakgate: internal error (%s) while revealing; response left as is", type(e).__name__)
+
+    def _note_reveal(self, flow: http.HTTPFlow, pack: str, route: str | None,
+                     stats: core_reveal.RevealStats, error: str | None) -> None:
+        if not (stats.revealed or stats.skipped or error):
+            return
+        parts = [f"revealed {stats.revealed} token(s)"]
+        if stats.by_scheme:
+            parts[0] += f" ({', '.join(sorted(stats.by_scheme))})"
+        if stats.truncated:
+            parts.append(f"{stats.truncated} truncated")
+        if stats.invalid:
+            parts.append(f"{stats.invalid} invalid")
+        if error:
+            parts.append(f"body unreadable: {error}")
+        add_comment(flow, f"cloakgate {pack}: " + ", ".join(parts))
+        if not flow.marked:
+            flow.marked = MARK_PROTECTED
+        self.audit.write("reveal", error or "ok", flow=flow.id, pack=pack, route=route,
+                         counts={"revealed": stats.revealed, "truncated": stats.truncated, "invalid": stats.invalid})
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        try:
+            if flow.websocket is None or self.revealer is None:
+                return
+            msg = flow.websocket.messages[-1]
+            if msg.from_client or msg.injected or not msg.is_text:
+                return
+            pack = find_pack(self.packs, self.host_map, flow)
+            if pack is None:
+                return
+            data = msg.content
+            ctxt = "json" if data.lstrip()[:1] in (b"{", b"[") else "text"
+            new, stats = self.revealer.scan(data, ctxt)
+            if new is not None:
+                msg.content = new
+            if stats.revealed or stats.skipped:
+                self.audit.write("reveal", flow=flow.id, pack=pack.id, route="websocket",
+                                 counts={"revealed": stats.revealed, "truncated": stats.truncated,
+                                         "invalid": stats.invalid})
+        except Exception as e:
+            logger.error("cloakgate: internal error (%s) in a websocket message; left as is", type(e).__name__)
+
+    # --- commands --------------------------------------------------------------------------------
+
+    @command.command("cloakgate.rules.check")
+    def rules_check(self) -> str:
+        """Check the rules directory without changing what is in force."""
+        from ..cli import check_dir
+
+        ok, report = check_dir(Path(ctx.options.cloakgate_rules).expanduser())
+        (logger.warning if ok else logger.error)("cloakgate rules check:\n%s", report)
+        return report
+
+    @command.command("cloakgate.status")
+    def status(self) -> str:
+        """Packs in force, key source and its label."""
+        st = self.keys.status() if self.keys else {}
+        lines = [f"keys: {st.get('label')} ({st.get('source')})"]
+        for p in self.packs:
+            lines.append(f"pack {p.id} ({p.saas}) from {p.source}: hosts {', '.join(p.hosts)}; {len(p.routes)} routes")
+        if self.rules:
+            for f, e in self.rules.errors.items():
+                lines.append(f"FAILED {f}: {e.message}")
+        return "\n".join(lines)
+
+
+def _by_scheme(out: core_protect.Outcome) -> dict[str, int]:
+    res: dict[str, int] = {}
+    for (_, s), n in out.counts.items():
+        res[s] = res.get(s, 0) + n
+    return res

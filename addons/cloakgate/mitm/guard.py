@@ -1,0 +1,44 @@
+"""The guard: refuses in-scope requests that the gateway did not handle.
+
+It is added to mitmproxy's addon chain directly (not through the script), so it stays registered
+when a reload of ``addons/gateway.py`` fails and mitmproxy unloads the gateway. Any request to a
+host of the last good rule packs that reaches the guard without the gateway's mark is refused:
+defence in depth against every path that would skip the gateway's hook.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from .flows import M_SEEN, find_pack, logger, refuse
+from .state import SHARED
+
+CODE = "cloakgate.gateway.unavailable"
+
+
+class Guard:
+    name = "cloakgate.guard"
+
+    def _in_scope(self, flow: http.HTTPFlow) -> bool:
+        return find_pack(SHARED.packs, SHARED.host_map, flow) is not None
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        try:
+            if flow.response or flow.error or not flow.live:
+                return
+            # A replay runs the hooks again on the same flow: a mark from an earlier pass must not count.
+            flow.metadata.pop(M_SEEN, None)
+            if self._in_scope(flow):
+                flow.request.stream = False
+        except Exception:  # never let a request slip past on an error
+            flow.kill()
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        try:
+            if flow.response or flow.error or not flow.live or flow.metadata.get(M_SEEN):
+                return
+            if self._in_scope(flow):
+                logger.error("cloakgate guard: gateway did not handle a protected request; refused")
+                refuse(flow, CODE, 503, "the protection gateway is not loaded", None, None)
+        except Exception:
+            flow.kill()

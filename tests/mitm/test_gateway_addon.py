@@ -1,0 +1,186 @@
+"""The adapters, hook by hook, with mitmproxy's own test helpers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mitmproxy import http
+from mitmproxy.test import taddons, tflow
+
+from cloakgate.mitm import state
+from cloakgate.mitm.flows import M_SEEN
+from cloakgate.mitm.gateway import Gateway
+from cloakgate.mitm.guard import Guard
+from tests.conftest import RULES
+
+
+def req(method: str, url: str, body: bytes = b"", ctype: str = "application/json", **headers) -> http.HTTPFlow:
+    h = {"content-type": ctype, **headers} if body else dict(headers)
+    return tflow.tflow(req=http.Request.make(method, url, body, h))
+
+
+@pytest.fixture
+def gw(tmp_path: Path):
+    g = Gateway()
+    with taddons.context(g) as tctx:
+        tctx.configure(
+            g,
+            cloakgate_rules=str(RULES),
+            cloakgate_dev_keyring=str(tmp_path / "k.json"),
+            cloakgate_audit=str(tmp_path / "audit.jsonl"),
+            cloakgate_rules_poll="0",
+        )
+        yield g
+        g.done()
+
+
+def test_protect_then_reveal_and_annotations(gw: Gateway, tmp_path: Path):
+    f = req("POST", "https://graph.microsoft.com/v1.0/me/messages",
+            json.dumps({"subject": "Zaphodius Beeblebroxian", "importance": "high"}).encode())
+    gw.requestheaders(f)
+    gw.request(f)
+    assert f.response is None
+    sent = f.request.content
+    assert b"Zaphodius" not in sent and b'"importance": "high"' in sent
+    assert f.request.headers["content-length"] == str(len(sent))
+    assert f.marked == ":lock:" and "protected 1 field(s) (words)" in f.comment
+    assert "Zaphodius" not in f.comment and "Zaphodius" not in repr(f.metadata)
+    f.response = http.Response.make(201, sent, {"content-type": "application/json"})
+    gw.responseheaders(f)
+    gw.response(f)
+    assert json.loads(f.response.content)["subject"] == "Zaphodius Beeblebroxian"
+    assert "revealed 2 token(s) (words)" in f.comment
+    audit = (tmp_path / "audit.jsonl").read_text()
+    assert "Zaphodius" not in audit and '"action":"protect"' in audit and '"action":"reveal"' in audit
+
+
+def test_out_of_scope_hosts_are_untouched(gw: Gateway):
+    f = req("POST", "https://example.net/v1.0/me/messages", b'{"subject":"Zaphodius"}')
+    gw.request(f)
+    assert f.request.content == b'{"subject":"Zaphodius"}' and not f.comment and f.metadata[M_SEEN]
+
+
+def test_refusal_is_local_and_marked(gw: Gateway):
+    f = req("POST", "https://graph.microsoft.com/v1.0/me/messages", b'{"subject": "Zaphodius')
+    gw.request(f)
+    assert f.response.status_code == 400
+    assert f.response.headers["x-cloakgate-error"] == "cloakgate.body.malformed_json"
+    assert f.marked == ":no_entry:" and "cloakgate.body.malformed_json" in f.comment
+    assert b"Zaphodius" not in f.response.content
+    # local responses run the response hooks too: the refusal is left alone
+    gw.response(f)
+    assert f.response.status_code == 400
+
+
+def test_headers_after_the_first_are_seen(gw: Gateway):
+    # regression: the adapter passed a generator of headers, the core read it twice, and the second
+    # look-up (Content-Encoding) found nothing: an unknown encoding was forwarded.
+    f = req("POST", "https://graph.microsoft.com/v1.0/me/messages", b'{"subject":"Zaphodius"}')
+    f.request.headers["content-encoding"] = "snappy"
+    gw.request(f)
+    assert f.response is not None and f.response.headers["x-cloakgate-error"] == "cloakgate.body.unknown_encoding"
+
+
+def test_internal_errors_refuse(gw: Gateway, monkeypatch):
+    import cloakgate.mitm.gateway as g
+
+    def boom(*a, **k):
+        raise KeyError("Zaphodius")
+
+    monkeypatch.setattr(g.core_protect, "protect_request", boom)
+    f = req("POST", "https://graph.microsoft.com/v1.0/me/messages", b'{"subject":"Zaphodius"}')
+    gw.request(f)
+    assert f.response.status_code == 500 and f.response.headers["x-cloakgate-error"] == "cloakgate.internal"
+    assert b"Zaphodius" not in f.response.content
+
+
+def test_streamed_bodies_are_refused(gw: Gateway):
+    f = req("POST", "https://graph.microsoft.com/v1.0/me/messages", b'{"subject":"x"}')
+    f.request.data.content = None
+    gw.request(f)
+    assert f.response.headers["x-cloakgate-error"] == "cloakgate.body.streamed"
+
+
+def test_requestheaders_turns_streaming_off_in_scope(gw: Gateway):
+    f = req("POST", "https://graph.microsoft.com/v1.0/me/messages", b"{}")
+    f.request.stream = True
+    gw.requestheaders(f)
+    assert f.request.stream is False
+
+
+def test_guard_refuses_what_the_gateway_did_not_see(gw: Gateway):
+    guard = Guard()
+    f = req("POST", "https://graph.microsoft.com/v1.0/me/sendMail", b'{"message":{"subject":"Zaphodius"}}')
+    guard.requestheaders(f)
+    guard.request(f)  # the gateway never ran on this flow (unloaded)
+    assert f.response.status_code == 503
+    assert f.response.headers["x-cloakgate-error"] == "cloakgate.gateway.unavailable"
+    ok = req("POST", "https://graph.microsoft.com/v1.0/me/sendMail", b'{"message":{"subject":"Zaphodius"}}')
+    guard.requestheaders(ok)
+    gw.request(ok)
+    guard.request(ok)
+    assert ok.response is None
+    other = req("GET", "https://example.net/")
+    guard.request(other)
+    assert other.response is None
+    assert state.SHARED.packs  # the guard's view outlives the gateway object
+
+
+def test_websocket_messages_are_revealed(gw: Gateway):
+    f = req("POST", "https://graph.microsoft.com/v1.0/me/messages", b'{"subject":"Zaphodius"}')
+    gw.request(f)
+    token = json.loads(f.request.content)["subject"]
+    ws = tflow.twebsocketflow()
+    ws.request.host = "outlook.office.com"
+    ws.request.headers["host"] = "outlook.office.com"
+    ws.websocket.messages[-1].type = 1  # TEXT
+    ws.websocket.messages[-1].from_client = False
+    ws.websocket.messages[-1].content = json.dumps({"notification": {"Subject": token}}).encode()
+    gw.websocket_message(ws)
+    assert json.loads(ws.websocket.messages[-1].content)["notification"]["Subject"] == "Zaphodius"
+
+
+def test_hot_reload_keeps_last_good_pack(tmp_path: Path):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "m365.yaml").write_text((RULES / "m365.yaml").read_text())
+    g = Gateway()
+    with taddons.context(g) as tctx:
+        tctx.configure(g, cloakgate_rules=str(rules), cloakgate_dev_keyring=str(tmp_path / "k.json"),
+                       cloakgate_audit="", cloakgate_rules_poll="0")
+        (rules / "m365.yaml").write_text("saas: [broken")
+        msgs = g.reload_rules()
+        assert any("last good version stays in force" in m for m in msgs)
+        assert [p.id for p in g.packs] == ["m365"]
+        (rules / "extra.yaml").write_text("saas: X\nhosts: [x.example]\nroutes: []\n")
+        g.reload_rules()
+        assert sorted(p.id for p in g.packs) == ["extra", "m365"]
+        (rules / "extra.yaml").unlink()
+        g.reload_rules()
+        assert [p.id for p in g.packs] == ["m365"]
+        g.done()
+
+
+def test_startup_with_a_broken_pack_is_an_options_error(tmp_path: Path):
+    from mitmproxy.exceptions import OptionsError
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "bad.yaml").write_text("saas: X\nhosts: [x]\nroutes: [{name: a}]\n")
+    g = Gateway()
+    with taddons.context(g) as tctx:
+        with pytest.raises(OptionsError) as e:
+            tctx.configure(g, cloakgate_rules=str(rules), cloakgate_dev_keyring=str(tmp_path / "k.json"))
+        assert "bad.yaml:3" in str(e.value)
+        g.done()
+
+
+def test_rules_check_command(gw: Gateway):
+    assert "ok " in gw.rules_check() and "m365" in gw.rules_check()
+    assert "DEVELOPMENT" in gw.status()
+
+
+def test_dev_keyring_file_is_private(gw: Gateway, tmp_path: Path):
+    assert (tmp_path / "k.json").stat().st_mode & 0o777 == 0o600
