@@ -97,7 +97,8 @@ def test_json_fields_protected_bytes_preserved_and_revealed():
 def test_fpe_is_format_preserving_and_revealed_by_position():
     out = protect("/notes", b'{"phone": "+1 (555) 867-5309", "required": "r"}')
     phone = json.loads(out.body)["phone"]
-    assert len(phone) == len("+1 (555) 867-5309") and phone[:4] == "+1 (" and phone != "+1 (555) 867-5309"
+    assert len(phone) == len("+1 (555) 867-5309") and phone != "+1 (555) 867-5309"
+    assert [c for c in phone if not c.isdigit()] == list("+ () -")
     route = PACK.route_for("POST", "/notes")[0]
     from cloakgate.core.rules import RevealRule
     from cloakgate.core.jsonspan import compile_path
@@ -203,7 +204,8 @@ def test_reveal_contexts_and_counts():
     assert reveal(js, "application/javascript").body == b"var x = '\\u003cb\\u003e\\\"Tom\\\" \\u0026 Jerry\\u003c/b\\u003e';"
     prefixed = b'while(1);\n{"a":"' + tok.encode() + b'"}'
     assert json.loads(reveal(prefixed).body[len(b"while(1);\n"):])["a"] == '<b>"Tom" & Jerry</b>'
-    res = reveal(f"{tok[:-5]} and {tok[:12]}x{tok[13:]} qxaabc".encode(), "text/plain")
+    flipped = tok[:12] + ("b" if tok[12] != "b" else "c") + tok[13:]
+    res = reveal(f"{tok[:-5]} and {flipped} qxaabc".encode(), "text/plain")
     assert res.body is None and res.stats.truncated == 1 and res.stats.invalid == 1
 
 

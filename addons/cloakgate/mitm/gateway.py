@@ -170,7 +170,7 @@ class Gateway:
             if "cloakgate_response_max" in updated:
                 self.response_max = opts.cloakgate_response_max
             if "cloakgate_rules_poll" in updated:
-                self.poll = float(opts.cloakgate_rules_poll)
+                self.poll = float(opts.cloakgate_rules_poll)  # a str option: mitmproxy cannot parse float ones
             if "cloakgate_audit" in updated:
                 self.audit.close()
                 self.audit = AuditLog(opts.cloakgate_audit or None)
