@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cloakgate-keys", description="cloakgate key service tools")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_verify(subparsers)
+    from .service_cli import add_subcommands
+
+    add_subcommands(subparsers)
     return parser
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -129,20 +127,3 @@ def test_garbage_raises_only_verification_error(kind: str, data: bytes) -> None:
 def test_naive_now_is_a_programming_error() -> None:
     with pytest.raises(ValueError):
         verify_evidence("sgx", read("sgx/dcapqvl_sgx_quote_v3.bin"), now=datetime(2025, 7, 1))
-
-
-def test_simulated_is_delegated_with_its_own_switch(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[bytes, datetime, bool]] = []
-
-    def verify(data: bytes, *, now: datetime, allow_simulated: bool) -> Claims:
-        calls.append((data, now, allow_simulated))
-        return Claims(tee="simulated", measurement="00", report_data=bytes(64), debug=False,
-                      tcb_status="Simulated")
-
-    fake = types.ModuleType("cloakgate_keys.attestation.simulated")
-    fake.verify = verify  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "cloakgate_keys.attestation.simulated", fake)
-    now = at("2024-01-01T00:00:00Z")
-    assert verify_evidence("simulated", b"e1", now=now).simulated
-    verify_evidence("simulated", b"e2", now=now, allow_simulated=True)
-    assert calls == [(b"e1", now, False), (b"e2", now, True)]

@@ -125,15 +125,26 @@ def verify_evidence(
     - ratls: an RA-TLS certificate (PEM or DER); `collateral`: Intel collateral JSON for the
       embedded quote. Options: `root`, `allowed_advisories`, `evidence`, `check_validity`.
     - simulated: delegated to `cloakgate_keys.attestation.simulated.verify`, which enforces
-      its own `allow_simulated` switch (default False).
+      its own `allow_simulated` switch (default False). Options: `allow_simulated`,
+      `platform_key` or `platform_dir` (the simulated platform's public key).
     """
     require_aware(now)
     if len(data) > MAX_EVIDENCE_BYTES or (collateral is not None and len(collateral) > MAX_EVIDENCE_BYTES):
         raise VerificationError("input.too_large")
     if kind == "simulated":
+        from cloakgate_keys.attestation.simulated import SimulatedEvidenceError
         from cloakgate_keys.attestation.simulated import verify as verify_simulated
 
-        return verify_simulated(data, now=now, allow_simulated=kw.get("allow_simulated", False))
+        if not set(kw) <= {"allow_simulated", "platform_key", "platform_dir"}:
+            raise VerificationError("options")
+        try:
+            return verify_simulated(
+                data, now=now, allow_simulated=kw.get("allow_simulated", False),
+                platform_key=kw.get("platform_key"), platform_dir=kw.get("platform_dir"),
+                allow_debug=allow_debug, accepted_tcb=accepted_tcb,
+            )
+        except SimulatedEvidenceError as e:
+            raise VerificationError(f"simulated.{e.code.rsplit('.', 1)[-1]}") from None
     if kind not in _OPTIONS:
         raise VerificationError("kind")
     if not set(kw) <= _OPTIONS[kind]:
