@@ -26,3 +26,9 @@ def test_dev_key_ring_refuses_a_readable_file(tmp_path):
 
 def test_status_says_development(tmp_path):
     assert DevKeySource(tmp_path / "r.json").status()["label"] == "DEVELOPMENT"
+
+
+def test_ring_accepts_any_iterable_of_packs(tmp_path):
+    # regression: a generator of pack ids was consumed twice and the ring came out empty
+    ring = DevKeySource(tmp_path / "r.json").ring(p for p in ["m365", "slack"])
+    assert {k.pack for k in ring.keys()} == {"m365", "slack"}

@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 from cryptography import x509
@@ -139,3 +140,87 @@ def copy_rules(dst: Path, *extra: Path) -> Path:
     for p in extra:
         shutil.copy(p, dst / p.name)
     return dst
+
+
+SIM_SERVICE = "5e" * 32  # the simulated key service's measurement in these tests
+SIM_GATEWAY = "9a" * 32  # the simulated gateway's measurement
+RELEASE_POLICY = {"version": "1.0.0", "allOf": [
+    {"claim": "tee", "equals": "simulated"},
+    {"claim": "measurement", "equals": SIM_GATEWAY},
+    {"claim": "debug", "equals": False},
+]}
+
+
+class KeyService:
+    """The key service (simulated TEE) as a real subprocess: init once, then serve and restart."""
+
+    def __init__(self, tmp: Path, *, measurement: str = SIM_SERVICE, packs: tuple[str, ...] = ("m365",),
+                 policy: dict | None = None, key_ttl: int = 3):
+        import json
+
+        self.tmp = tmp
+        self.platform = tmp / "platform"
+        self.state = tmp / "ks-state"
+        self.measurement = measurement
+        self.key_ttl = key_ttl
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+        policy_file = tmp / "release-policy.json"
+        policy_file.write_text(json.dumps(policy or RELEASE_POLICY))
+        out = subprocess.run(
+            [sys.executable, "-m", "cloakgate_keys.service_cli", "init", "--state", str(self.state), "--tee",
+             "simulated", "--sim-platform", str(self.platform), "--measurement", measurement, "--custodians", "3",
+             "--threshold", "2", "--policy", str(policy_file), *[a for p in packs for a in ("--pack", p)]],
+            capture_output=True, text=True, check=True, timeout=60,
+        )
+        self.otpauth = [line for line in out.stdout.splitlines() if line.startswith("otpauth://")]
+
+    def start(self, port: int = 0) -> KeyService:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cloakgate_keys.service_cli", "serve", "--state", str(self.state), "--tee",
+             "simulated", "--sim-platform", str(self.platform), "--measurement", self.measurement, "--listen",
+             f"127.0.0.1:{port}", "--allow-simulated-clients", "--key-ttl", str(self.key_ttl)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError("key service exited")
+            if line.startswith("listening "):
+                self.url = line.split()[1]
+                return self
+        raise RuntimeError("key service did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(10)
+        if self.proc and self.proc.stdout:
+            self.proc.stdout.close()
+        self.proc = None
+
+    def gateway_args(self, *, measurement: str | None = None, gateway_measurement: str = SIM_GATEWAY) -> tuple[str, ...]:
+        return ("--set", f"cloakgate_keys={self.url}", "--set", f"cloakgate_keys_measurement={measurement or self.measurement}",
+                "--set", "cloakgate_keys_allow_simulated=true", "--set", f"cloakgate_sim_platform={self.platform}",
+                "--set", "cloakgate_tee=simulated", "--set", f"cloakgate_tee_measurement={gateway_measurement}",
+                "--set", "cloakgate_keys_refresh=0.5")
+
+    def codes(self, n: int = 2) -> list[str]:
+        import pyotp
+
+        out = []
+        for uri in self.otpauth[:n]:
+            t = pyotp.parse_uri(uri)
+            cid = urllib.parse.unquote(uri.split("/totp/", 1)[1].split("?", 1)[0]).split(":")[-1]
+            out.append(f"{cid}={t.now()}")
+        return out
+
+    def admin(self, op: str, *args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "cloakgate_keys.service_cli", op, "--url", self.url, "--measurement",
+               self.measurement, "--allow-simulated", "--sim-platform", str(self.platform), *args]
+        if op != "status":
+            for c in self.codes():
+                cmd += ["--code", c]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60)

@@ -8,6 +8,7 @@ hook raises, so an escaped exception would be a plaintext leak).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ from ..core import reveal as core_reveal
 from ..core.errors import CloakgateError, RuleError
 from ..core.keyring import KeyRing
 from ..core.rules import Pack, load_pack, pack_files
-from ..keysource import DevKeySource
+from ..keysource import DevKeySource, KeySource, service_source
 from . import state
 from .flows import (
     M_PACK,
@@ -42,6 +43,11 @@ from .guard import Guard
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_RULES = str(REPO / "rules")
 DEFAULT_HOME = "~/.cloakgate"
+SIM_GATEWAY_MEASUREMENT = hashlib.sha256(b"cloakgate gateway simulated v1").hexdigest()
+KEY_OPTIONS = frozenset({
+    "cloakgate_keys", "cloakgate_dev_keyring", "cloakgate_keys_measurement", "cloakgate_keys_signer",
+    "cloakgate_keys_allow_simulated", "cloakgate_tee", "cloakgate_tee_measurement", "cloakgate_sim_platform",
+})
 
 
 def parse_host_map(specs: Sequence[str]) -> dict[str, str]:
@@ -130,14 +136,16 @@ class Gateway:
         self.rules: RuleSet | None = None
         self.packs: tuple[Pack, ...] = ()
         self.host_map: dict[str, str] = {}
-        self.keys: DevKeySource | None = None
-        self.ring: KeyRing | None = None
+        self.keys: KeySource | None = None
+        self.ring: KeyRing | None = None  # a snapshot: the request path never calls the key source
         self.revealer: core_reveal.Revealer | None = None
         self.audit = AuditLog(None)
         self.max_body = 16 * 1024 * 1024
         self.response_max = 32 * 1024 * 1024
         self.poll = 1.0
+        self.keys_refresh = 5.0
         self._task: asyncio.Task[Any] | None = None
+        self._keys_task: asyncio.Task[Any] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -145,8 +153,21 @@ class Gateway:
         loader.add_option("cloakgate_rules", str, DEFAULT_RULES, "Directory of rule packs (*.yaml).")
         loader.add_option(
             "cloakgate_keys", str, "dev",
-            "Where data keys come from: 'dev' (a DEVELOPMENT key ring file, see cloakgate_dev_keyring).",
+            "Where data keys come from: the key service's https://host:port, or 'dev' "
+            "(a DEVELOPMENT key ring file, see cloakgate_dev_keyring).",
         )
+        loader.add_option("cloakgate_keys_measurement", Sequence[str], [],
+                          "Key service measurements (hex) the gateway accepts.")
+        loader.add_option("cloakgate_keys_signer", Sequence[str], [], "Key service signers (hex) the gateway accepts.")
+        loader.add_option("cloakgate_keys_allow_simulated", bool, False,
+                          "Accept a key service in a SIMULATED TEE (development only).")
+        loader.add_option("cloakgate_tee", str, "simulated", "The gateway's own TEE, whose evidence the key "
+                          "service checks: simulated, gramine or tsm.", choices=["simulated", "gramine", "tsm"])
+        loader.add_option("cloakgate_tee_measurement", str, SIM_GATEWAY_MEASUREMENT,
+                          "The measurement a simulated gateway claims (hex).")
+        loader.add_option("cloakgate_sim_platform", str, "", "Directory of the simulated TEE platform (public key).")
+        loader.add_option("cloakgate_keys_refresh", str, "5",
+                          "Seconds between key refresh checks (released keys are cached in memory only).")
         loader.add_option(
             "cloakgate_dev_keyring", str, f"{DEFAULT_HOME}/dev-keyring.json",
             "File of the DEVELOPMENT key ring (created on first run, mode 0600).",
@@ -174,16 +195,26 @@ class Gateway:
             if "cloakgate_audit" in updated:
                 self.audit.close()
                 self.audit = AuditLog(opts.cloakgate_audit or None)
-            if "cloakgate_keys" in updated or "cloakgate_dev_keyring" in updated:
-                if opts.cloakgate_keys != "dev":
-                    raise ValueError("cloakgate_keys: only 'dev' is available in this build")
-                self.keys = DevKeySource(opts.cloakgate_dev_keyring)
+            if "cloakgate_keys_refresh" in updated:
+                self.keys_refresh = float(opts.cloakgate_keys_refresh)
+            if updated & KEY_OPTIONS:
+                if opts.cloakgate_keys == "dev":
+                    self.keys = DevKeySource(opts.cloakgate_dev_keyring)
+                elif opts.cloakgate_keys.startswith("https://"):
+                    self.keys = service_source(
+                        opts.cloakgate_keys, measurements=opts.cloakgate_keys_measurement,
+                        signers=opts.cloakgate_keys_signer, allow_simulated=opts.cloakgate_keys_allow_simulated,
+                        sim_platform=opts.cloakgate_sim_platform or None, tee=opts.cloakgate_tee,
+                        tee_measurement=opts.cloakgate_tee_measurement,
+                    )
+                else:
+                    raise ValueError("cloakgate_keys is 'dev' or the key service's https:// URL")
             if "cloakgate_rules" in updated:
                 rules = RuleSet(Path(opts.cloakgate_rules).expanduser())
                 for msg in rules.load(strict=True):
                     logger.info("cloakgate rules: %s", msg)
                 self.rules = rules
-            if updated & {"cloakgate_rules", "cloakgate_keys", "cloakgate_dev_keyring", "cloakgate_host_map"}:
+            if updated & (KEY_OPTIONS | {"cloakgate_rules", "cloakgate_host_map"}):
                 self._install()
         except (CloakgateError, ValueError, OSError) as e:
             raise OptionsError(f"cloakgate: {e}") from None
@@ -195,13 +226,29 @@ class Gateway:
         if missing:
             logger.warning("cloakgate: host map names unknown packs: %s", ", ".join(sorted(missing)))
         self.packs = packs
-        self.ring = self.keys.ring(p.id for p in packs)
-        if self.revealer is None:
-            self.revealer = core_reveal.Revealer(self.ring)
-        else:
-            self.revealer.set_ring(self.ring)
+        self._set_ring(self.keys.ring(p.id for p in packs))
         state.SHARED.packs = packs
         state.SHARED.host_map = dict(self.host_map)
+
+    def _set_ring(self, ring: KeyRing) -> None:
+        if ring is self.ring:
+            return
+        self.ring = ring
+        if self.revealer is None:
+            self.revealer = core_reveal.Revealer(ring)
+        else:
+            self.revealer.set_ring(ring)
+
+    async def _refresh_keys(self) -> None:
+        """Keep the key snapshot fresh off the event loop; requests never wait for the key service."""
+        while True:
+            await asyncio.sleep(self.keys_refresh)
+            try:
+                keys, packs = self.keys, [p.id for p in self.packs]
+                if keys is not None:
+                    self._set_ring(await asyncio.to_thread(keys.ring, packs))
+            except Exception as e:
+                logger.error("cloakgate keys: refresh failed (%s)", type(e).__name__)
 
     def running(self) -> None:
         if ctx.master.addons.get(Guard.name) is None:
@@ -209,21 +256,23 @@ class Gateway:
         self._banner()
         if self.poll > 0 and self._task is None:
             self._task = asyncio_utils.create_task(self._watch(), name="cloakgate rules watcher", keep_ref=True)
+        if self.keys_refresh > 0 and self._keys_task is None:
+            self._keys_task = asyncio_utils.create_task(self._refresh_keys(), name="cloakgate keys", keep_ref=True)
 
     def done(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        for task in (self._task, self._keys_task):
+            if task is not None:
+                task.cancel()
+        self._task = self._keys_task = None
         self.audit.close()
 
     def _banner(self) -> None:
         st = self.keys.status() if self.keys else {}
         logger.warning(
-            "cloakgate: %d rule pack(s) [%s]; keys: %s%s",
+            "cloakgate: %d rule pack(s) [%s]; keys: %s",
             len(self.packs),
             ", ".join(f"{p.id} ({len(p.routes)} routes)" for p in self.packs),
-            st.get("label", "?"),
-            " - DEVELOPMENT key ring, not for production" if st.get("source") == "dev" else "",
+            _describe_keys(st),
         )
 
     async def _watch(self) -> None:
@@ -404,15 +453,25 @@ class Gateway:
 
     @command.command("cloakgate.status")
     def status(self) -> str:
-        """Packs in force, key source and its label."""
+        """Packs in force, key source and its attestation status."""
         st = self.keys.status() if self.keys else {}
-        lines = [f"keys: {st.get('label')} ({st.get('source')})"]
+        lines = [f"keys: {_describe_keys(st)}"]
         for p in self.packs:
             lines.append(f"pack {p.id} ({p.saas}) from {p.source}: hosts {', '.join(p.hosts)}; {len(p.routes)} routes")
         if self.rules:
             for f, e in self.rules.errors.items():
                 lines.append(f"FAILED {f}: {e.message}")
         return "\n".join(lines)
+
+
+def _describe_keys(st: dict[str, Any]) -> str:
+    if st.get("source") == "dev":
+        return f"{st.get('label')} key ring {st.get('file')} - DEVELOPMENT keys, not for production"
+    sim = " - SIMULATED TEE, no hardware protection" if st.get("SIMULATED") else ""
+    packs = ", ".join(f"{p}: {v['primary']}" for p, v in (st.get("packs") or {}).items()) or "none released"
+    return (f"{st.get('label')} {st.get('url')} tee={st.get('tee')} measurement={st.get('measurement')} "
+            f"tcb={st.get('tcb_status')} debug={st.get('debug')}; primary keys: {packs}"
+            + (f"; last error {st.get('last_error')}" if st.get("last_error") else "") + sim)
 
 
 def _by_scheme(out: core_protect.Outcome) -> dict[str, int]:
