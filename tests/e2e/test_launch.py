@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 def test_launch_run_starts_the_gateway(tmp_path):
     port = free_port()
     log = tmp_path / "run.log"
-    env = {**os.environ, "HOME": str(tmp_path)}
+    env = {**os.environ, "HOME": str(tmp_path), "CLOAKGATE_KEYS_PORT": str(free_port())}
     with open(log, "wb") as out:
         proc = subprocess.Popen([str(REPO / "launch" / "run"), "--listen-port", str(port)], stdout=out,
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -34,9 +34,11 @@ def test_launch_run_starts_the_gateway(tmp_path):
                     pass
                 time.sleep(0.2)
             text = log.read_text()
-            assert "cloakgate: 1 rule pack(s) [m365" in text and "DEVELOPMENT" in text, text
+            assert "cloakgate: 1 rule pack(s) [m365" in text, text
+            assert "KEY SERVICE (SIMULATED TEE)" in text and "primary keys: m365:" in text, text
             assert f"127.0.0.1:{port}" in text
-            assert (tmp_path / ".cloakgate" / "dev-keyring.json").stat().st_mode & 0o777 == 0o600
+            assert text.count("otpauth://totp/") == 3  # the custodians' secrets, shown once
+            assert (tmp_path / ".cloakgate").stat().st_mode & 0o777 == 0o700
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(10)
