@@ -87,11 +87,13 @@ class Revealer:
         self.ring = ring
         self.cache_size = cache_size
         self._cache: dict[str, tuple[str, int]] = {}
+        self._escaped: dict[tuple[str, str], dict[bytes, tuple[bytes, int, str]]] = {}
         self._generation = ring.generation
 
     def set_ring(self, ring: KeyRing) -> None:
         self.ring = ring
         self._cache.clear()
+        self._escaped.clear()
         self._generation = ring.generation
 
     def token(self, text: str) -> tuple[str, int]:
@@ -128,14 +130,34 @@ class Revealer:
         return cand + rest.group(1).decode("ascii"), rest.end()
 
     def scan(self, data: bytes, context: str, charset: str = "utf-8") -> tuple[bytes | None, RevealStats]:
-        """Reveal every tagged token in ``data``. Returns (new bytes or None if unchanged, stats)."""
+        """Reveal every tagged token in ``data``. Returns (new bytes or None if unchanged, stats).
+
+        Hot path: a deterministic token seen before (same bytes, same context) costs one dict look-up;
+        its escaped plaintext is cached in memory only, and dropped when the key ring changes.
+        """
         stats = RevealStats()
         if b"qx" not in data and b"QX" not in data and b"Qx" not in data and b"qX" not in data:
             return None, stats
+        if self.ring.generation != self._generation:
+            self._cache.clear()
+            self._escaped.clear()
+            self._generation = self.ring.generation
+        fast = self._escaped.setdefault((context, charset), {})
+        counts: dict[str, int] = {}
         out: list[bytes] = []
         pos = 0
         for m in tokens.TOKEN_RE.finditer(data):
-            cand = m.group().decode("ascii")
+            raw = m.group()
+            hit = fast.get(raw)
+            start = m.start()
+            if hit is not None:
+                escaped, n, scheme = hit
+                out.append(data[pos:start])
+                out.append(escaped)
+                pos = start + n
+                counts[scheme] = counts.get(scheme, 0) + 1
+                continue
+            cand = raw.decode("ascii")
             split_end = self._email_continuation(data, m, cand)
             if split_end is not None:
                 cand, split_end = split_end
@@ -151,26 +173,30 @@ class Revealer:
                     continue  # not a token at all: an ordinary word that starts with "qx"
                 stats.invalid += 1
                 continue
-            start = m.start()
             end = start + n
-            scheme = cand[2].lower()
+            letter = cand[2].lower()
             if split_end is not None:
                 end = split_end
-            elif scheme == "e":
+            elif letter == "e":
                 d = _EMAIL_DOMAIN.match(data, end)
                 if d is not None:
                     end = d.end()
-            out.append(data[pos:start])
             try:
-                out.append(escape_for(context, plain, charset))
+                escaped = escape_for(context, plain, charset)
             except (UnicodeEncodeError, LookupError):
-                out.append(data[start:end])
                 stats.invalid += 1
-                pos = end
                 continue
+            out.append(data[pos:start])
+            out.append(escaped)
             pos = end
-            stats.revealed += 1
-            stats.by_scheme[self.SCHEME_NAMES[scheme]] += 1
+            scheme = self.SCHEME_NAMES[letter]
+            counts[scheme] = counts.get(scheme, 0) + 1
+            if letter in "dw":  # e-mail tokens swallow a variable domain: not cached by bytes
+                if len(fast) >= self.cache_size:
+                    fast.clear()
+                fast[raw] = (escaped, n, scheme)
+        stats.revealed = sum(counts.values())
+        stats.by_scheme.update(counts)
         if not stats.revealed:
             return None, stats
         out.append(data[pos:])
