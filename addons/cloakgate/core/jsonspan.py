@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import BodyError, RuleError
 
@@ -171,9 +171,17 @@ class JsonPath:
     text: str
     segs: tuple[Seg, ...]
     case_insensitive: bool
+    _memo: dict[Path, bool] = field(default_factory=dict, repr=False, compare=False, hash=False)
 
     def matches(self, path: Path) -> bool:
-        return _match(self.segs, 0, path, 0, self.case_insensitive)
+        """Whether a concrete path matches. Documents of one API repeat their shapes: memoized."""
+        hit = self._memo.get(path)
+        if hit is None:
+            hit = _match(self.segs, 0, path, 0, self.case_insensitive)
+            if len(self._memo) >= 20_000:
+                self._memo.clear()
+            self._memo[path] = hit
+        return hit
 
 
 def _seg_ok(seg: Seg, step: str | int, ci: bool) -> bool:

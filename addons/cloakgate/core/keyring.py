@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import KeyUnavailable
@@ -27,6 +28,7 @@ class DataKey:
     version: int
     material: bytes = field(repr=False)
     _sub: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
+    _prims: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not is_kid(self.kid):
@@ -45,6 +47,14 @@ class DataKey:
             ).derive(self.material)
             self._sub[purpose] = k
         return k
+
+    def primitive(self, purpose: str) -> Any:
+        """The AEAD object for a purpose (AESGCM for aead, AESSIV otherwise), built once per key."""
+        p = self._prims.get(purpose)
+        if p is None:
+            p = AESGCM(self.subkey(purpose)) if purpose == "aead" else AESSIV(self.subkey(purpose))
+            self._prims[purpose] = p
+        return p
 
     def __repr__(self) -> str:
         return f"DataKey(kid={self.kid!r}, pack={self.pack!r}, version={self.version})"

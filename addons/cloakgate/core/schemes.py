@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 from . import tokens
 from .errors import FieldError, InvalidToken
@@ -36,7 +36,8 @@ def _ad(pack: str, kid: str, letter: str) -> bytes:
 
 
 def _siv(key: DataKey, purpose: str) -> AESSIV:
-    return AESSIV(key.subkey(purpose))
+    siv: AESSIV = key.primitive(purpose)
+    return siv
 
 
 def is_own_token(text: str, ring: KeyRing) -> bool:
@@ -129,7 +130,7 @@ def reveal_token(text: str, ring: KeyRing) -> tuple[str, int]:
         if p.scheme == "a":
             if len(ct) < 12 + 16:
                 raise InvalidToken()
-            pt = AESGCM(key.subkey("aead")).decrypt(ct[:12], ct[12:], _ad(key.pack, key.kid, "a"))
+            pt = key.primitive("aead").decrypt(ct[:12], ct[12:], _ad(key.pack, key.kid, "a"))
             return pt.decode("utf-8"), p.total_len
         if p.scheme == "d":
             pt = _siv(key, "deterministic").decrypt(ct, [_ad(key.pack, key.kid, "d")])
@@ -170,7 +171,7 @@ class Aead(Scheme):
         if is_own_token(value, ring):
             return value
         nonce = rand(12)
-        ct = AESGCM(key.subkey("aead")).encrypt(nonce, value.encode("utf-8"), _ad(key.pack, key.kid, "a"))
+        ct = key.primitive("aead").encrypt(nonce, value.encode("utf-8"), _ad(key.pack, key.kid, "a"))
         return tokens.encode("a", key.kid, nonce + ct)
 
 
@@ -186,6 +187,10 @@ class Deterministic(Scheme):
 
 
 _WORD = re.compile(r"\w+")
+# Word tokens are deterministic: cache them per key (memory only; a key handle replaced by a new one
+# with the same id starts a new cache).
+_WORD_CACHE: dict[str, tuple[DataKey, dict[str, str]]] = {}
+_WORD_CACHE_SIZE = 50_000
 # Markup kept in clear when a words field holds HTML: comments, script/style blocks, tags, entities.
 _HTML_MARKUP = re.compile(
     r"<!--.*?-->|<script\b.*?</script\s*>|<style\b.*?</style\s*>|<[^>]*>|&#?[A-Za-z0-9]+;",
@@ -206,6 +211,19 @@ class Words(Scheme):
     html: bool = False
 
     def word(self, w: str, key: DataKey, ring: KeyRing) -> str:
+        cache = _WORD_CACHE.get(key.kid)
+        if cache is None or cache[0] is not key:
+            cache = _WORD_CACHE[key.kid] = (key, {})
+        hit = cache[1].get(w)
+        if hit is not None:
+            return hit
+        tok = self._word(w, key, ring)
+        if len(cache[1]) >= _WORD_CACHE_SIZE:
+            cache[1].clear()
+        cache[1][w] = tok
+        return tok
+
+    def _word(self, w: str, key: DataKey, ring: KeyRing) -> str:
         if w.startswith(("qx", "QX", "Qx", "qX")) and is_own_token(w, ring):
             return w
         lower = w.lower()
