@@ -5,8 +5,10 @@
     op        = equals | notEquals | less | lessOrEquals | greater | greaterOrEquals | exists
 
 Claims are ``Claims.to_json()`` keys (tee, measurement, signer, product_id, svn, tcb_status, debug,
-report_data, SIMULATED and verifier extras). There is no ``authority``: claims come from our own
-verifiers, not from a token issuer. Fail closed everywhere: unknown keys or operators, empty
+report_data, SIMULATED and verifier extras), or the payload of an attestation token. A group may name
+an ``authority`` (as Azure SKR policies do): it then holds only for claims whose ``iss`` is that
+authority (trailing slashes ignored). Claims from our own verifiers carry no ``iss``, so such a group
+never holds for them. Fail closed everywhere: unknown keys or operators, empty
 ``allOf`` and wrong value types are refused when the policy is parsed; at evaluation a missing claim
 makes its condition false, equality is type-strict (true != 1), ordering applies to numbers only.
 """
@@ -41,6 +43,7 @@ class Claim:
 class Group:
     any: bool  # True: anyOf, False: allOf
     children: tuple[Claim | Group, ...]
+    authority: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,10 +89,15 @@ def _node(doc: Any, depth: int, count: list[int]) -> Claim | Group:
         if not _scalar(value):
             raise PolicyError("operator value must be a string, number or boolean")
         return Claim(tuple(name.split(".")), op, value)
-    if len(doc) != 1 or next(iter(doc)) not in ("anyOf", "allOf"):
+    authority = doc.get("authority")
+    if authority is not None and (not isinstance(authority, str) or not authority.startswith("https://")):
+        raise PolicyError("authority must be an https URL")
+    keys = set(doc) - {"authority"}
+    if len(keys) != 1 or next(iter(keys)) not in ("anyOf", "allOf"):
         raise PolicyError("condition must be claim, anyOf or allOf")
-    key = next(iter(doc))
-    return _group(key, doc[key], depth, count)
+    key = next(iter(keys))
+    group = _group(key, doc[key], depth, count)
+    return Group(group.any, group.children, authority.rstrip("/")) if authority else group
 
 
 def parse_policy(doc: Any) -> Policy:
@@ -167,5 +175,9 @@ def _eval_claim(c: Claim, claims: Mapping[str, Any]) -> bool:
 def _eval(node: Claim | Group, claims: Mapping[str, Any]) -> bool:
     if isinstance(node, Claim):
         return _eval_claim(node, claims)
+    if node.authority is not None:
+        iss = claims.get("iss")
+        if not isinstance(iss, str) or iss.rstrip("/") != node.authority:
+            return False
     results = (_eval(c, claims) for c in node.children)
     return any(results) if node.any else bool(node.children) and all(results)
