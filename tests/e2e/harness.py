@@ -175,11 +175,12 @@ class KeyService:
         )
         self.otpauth = [line for line in out.stdout.splitlines() if line.startswith("otpauth://")]
 
-    def start(self, port: int = 0) -> KeyService:
+    def start(self, port: int = 0, *, debug: bool = False) -> KeyService:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cloakgate_keys.service_cli", "serve", "--state", str(self.state), "--tee",
              "simulated", "--sim-platform", str(self.platform), "--measurement", self.measurement, "--listen",
-             f"127.0.0.1:{port}", "--allow-simulated-clients", "--key-ttl", str(self.key_ttl)],
+             f"127.0.0.1:{port}", "--allow-simulated-clients", "--key-ttl", str(self.key_ttl),
+             *(["--debug-enclave"] if debug else [])],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
         assert self.proc.stdout is not None

@@ -79,12 +79,19 @@ def test_released_keys_protect_survive_restart_and_rotation(tmp_path, upstream, 
     assert_no_canary(md.log.read_bytes())
 
 
-def test_service_with_other_measurement_is_refused(tmp_path, upstream, keyservice):
-    # the gateway expects another key service identity: it sends nothing and fails closed
-    with Mitmdump(tmp_path, *reverse(upstream), *keyservice.gateway_args(measurement="77" * 32)) as md:
-        st, text, resp = call(md.reverse_client(), "POST", "/v1.0/me/messages", GRAPH, MESSAGE)
-        assert (st, resp.getheader("x-cloakgate-error")) == (503, "cloakgate.key.unavailable")
-        assert "service_rejected.identity" in md.output()
+@pytest.mark.parametrize("case", ["other-measurement", "debug"])
+def test_service_not_satisfying_the_gateway_policy_is_refused(tmp_path, upstream, case):
+    # the gateway sends the service nothing, gets no key, and fails closed
+    ks = KeyService(tmp_path).start(debug=case == "debug")
+    try:
+        expected = "77" * 32 if case == "other-measurement" else None
+        with Mitmdump(tmp_path, *reverse(upstream), *ks.gateway_args(measurement=expected)) as md:
+            st, text, resp = call(md.reverse_client(), "POST", "/v1.0/me/messages", GRAPH, MESSAGE)
+            assert (st, resp.getheader("x-cloakgate-error")) == (503, "cloakgate.key.unavailable")
+            reason = "service_rejected.identity" if case == "other-measurement" else "service_rejected.debug"
+            assert reason in md.output(), md.output()
+    finally:
+        ks.stop()
     assert upstream.store.raw == []
 
 
