@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloakgate.core.errors import BodyError, CloakgateError, FieldError, KeyUnavailable
+from cloakgate.core.errors import BodyError, CloakgateError, KeyUnavailable
 from cloakgate.core.keyring import EmptyKeyRing, StaticKeyRing
 from cloakgate.core.protect import protect_request
 from cloakgate.core.reveal import Revealer, reveal_body

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from cloakgate.core import schemes, tokens
+from cloakgate.core import schemes
 from cloakgate.core.errors import FieldError, InvalidToken
 from cloakgate.core.keyring import StaticKeyRing
 from cloakgate.core.reveal import Revealer

@@ -9,17 +9,12 @@ from typing import Any
 
 import pytest
 
-from cloakgate_keys.attestation.claims import Claims
 from cloakgate_keys.attestation.errors import VerificationError
 from cloakgate_keys.attestation.policy import NOT_EVALUATED
 from cloakgate_keys.attestation.verify import MAX_EVIDENCE_BYTES, verify_evidence
+from tests.keys.vectors import VECTORS, at
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors"
 ANY = frozenset({NOT_EVALUATED, "UpToDate", "ConfigurationAndSWHardeningNeeded"})
-
-
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text)
 
 
 def read(path: str) -> bytes:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import jwt
@@ -15,23 +14,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cloakgate_keys.attestation.errors import VerificationError
 from cloakgate_keys.attestation.maa import appraise_maa_token, claims_from_maa_payload, verify_maa_token
 from cloakgate_keys.attestation.policy import NOT_EVALUATED
+from tests.keys.vectors import VECTORS, at, lookup
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors"
 MAA = VECTORS / "maa"
 ISSUER = "https://sharedwus.wus.attest.azure.net"
 NOW = "2022-06-01T00:00:00Z"
 TOKEN = (MAA / "cppsdk_sharedwus_sgx_token.jwt").read_text().strip()
 JWKS: dict[str, Any] = json.loads((MAA / "cppsdk_sharedwus_certs.json").read_text())
-
-
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-def lookup(doc: Any, path: str) -> Any:
-    for part in path.split("."):
-        doc = doc[int(part)] if isinstance(doc, list) else doc[part]
-    return doc
 
 
 def b64url(data: bytes) -> str:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,24 +23,14 @@ from cloakgate_keys.attestation.ratls import (
     appraise_ratls_cert,
     verify_ratls_cert,
 )
+from tests.keys.vectors import VECTORS, at, lookup
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors"
 RATLS = VECTORS / "ratls"
 GRAMINE = "ccc_gramine_ratls_cert.pem"
 INTEL = "ccc_intel_sgxsdk_ratls_cert.pem"
 RATS = "ccc_rats_tls_cert.pem"
 NOW = {GRAMINE: "2024-01-01T00:00:00Z", INTEL: "2024-06-01T00:00:00Z", RATS: "2023-06-01T00:00:00Z"}
 INTEL_LEGACY_OID = "1.2.840.113741.1.13.1"
-
-
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-def lookup(doc: Any, path: str) -> Any:
-    for part in path.split("."):
-        doc = doc[int(part)] if isinstance(doc, list) else doc[part]
-    return doc
 
 
 def _tcg_value(cert: bytes) -> bytes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,20 +16,10 @@ from cloakgate_keys.attestation.collateral import IntelCollateral, parse_intel_c
 from cloakgate_keys.attestation.errors import VerificationError
 from cloakgate_keys.attestation.policy import INTEL_TCB_STATUSES, NOT_EVALUATED
 from cloakgate_keys.attestation.sgx import appraise_sgx_quote, verify_sgx_quote
+from tests.keys.vectors import VECTORS, at, lookup
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors"
 ANY_TCB = INTEL_TCB_STATUSES | {NOT_EVALUATED}
 QVL_NOW = "2025-07-01T00:00:00Z"
-
-
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-def lookup(doc: Any, path: str) -> Any:
-    for part in path.split("."):
-        doc = doc[int(part)] if isinstance(doc, list) else doc[part]
-    return doc
 
 
 def quote(name: str) -> bytes:

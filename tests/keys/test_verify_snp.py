@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,23 +15,13 @@ from cloakgate_keys.attestation.errors import VerificationError
 from cloakgate_keys.attestation.hcl import appraise_hcl_report
 from cloakgate_keys.attestation.policy import NOT_EVALUATED
 from cloakgate_keys.attestation.snp import appraise_snp_report, verify_amd_chain, verify_snp_report
+from tests.keys.vectors import VECTORS, at, lookup
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors"
 SNP = VECTORS / "snp"
 CERTS = VECTORS / "certs"
 AMD_CHAINS = sorted(p.name for p in CERTS.glob("amd_*.pem"))
 MILAN_ASK, MILAN_ASVK, GENOA_ASK = "amd_milan_ask_ark.pem", "amd_milan_asvk_ark.pem", "amd_genoa_ask_ark.pem"
 JAN_2024 = "2024-01-01T00:00:00Z"
-
-
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-def lookup(doc: Any, path: str) -> Any:
-    for part in path.split("."):
-        doc = doc[int(part)] if isinstance(doc, list) else doc[part]
-    return doc
 
 
 def report(name: str) -> bytes:

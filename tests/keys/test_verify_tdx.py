@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,23 +20,13 @@ from cloakgate_keys.attestation.errors import VerificationError
 from cloakgate_keys.attestation.policy import NOT_EVALUATED
 from cloakgate_keys.attestation.tcb import TdxTcb, evaluate_tcb
 from cloakgate_keys.attestation.tdx import appraise_tdx_quote, verify_tdx_quote
+from tests.keys.vectors import VECTORS, at, lookup
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors"
 TDX = VECTORS / "tdx"
 ZERO48 = "00" * 48
 GOTDX_NOW = "2023-07-01T01:00:00Z"
 TRUSTEE_NOW = "2023-06-20T00:00:00Z"
 QVL_NOW = "2025-07-01T00:00:00Z"
-
-
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-def lookup(doc: Any, path: str) -> Any:
-    for part in path.split("."):
-        doc = doc[int(part)] if isinstance(doc, list) else doc[part]
-    return doc
 
 
 def quote(name: str) -> bytes:

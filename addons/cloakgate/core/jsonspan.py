@@ -60,7 +60,6 @@ def walk(data: bytes, *, max_depth: int = 64, max_nodes: int = 200_000, offset: 
     done = False
 
     def add_value(kind: str, start: int, end: int) -> None:
-        nonlocal key
         if not stack:
             path: Path = ()
         else:
