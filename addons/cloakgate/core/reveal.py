@@ -22,8 +22,9 @@ from .keyring import KeyRing
 from .rules import Pack, RevealRule
 
 CONTEXTS = ("json", "html", "xml", "text")
-_EMAIL_DOMAIN = re.compile(rb"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-_EMAIL_REST = re.compile(rb"@([A-Za-z2-7]+)((?:\.[A-Za-z0-9-]+)+)")  # token continued in a domain label
+_SPLIT_RE = re.compile(b"(" + tokens.TOKEN_RE.pattern + b")")
+_EMAIL_DOMAIN = re.compile(rb"@([A-Za-z0-9-]+)(?:\.[A-Za-z0-9-]+)+")  # the domain after an e-mail token
+_B32_LABEL = re.compile(rb"[A-Za-z2-7]+")
 _CACHED = frozenset("dwe")  # deterministic schemes repeat: their plaintexts are worth caching
 
 
@@ -87,7 +88,7 @@ class Revealer:
         self.ring = ring
         self.cache_size = cache_size
         self._cache: dict[str, tuple[str, int]] = {}
-        self._escaped: dict[tuple[str, str], dict[bytes, tuple[bytes, int, str]]] = {}
+        self._escaped: dict[tuple[str, str], dict[bytes, bytes]] = {}
         self._generation = ring.generation
 
     def set_ring(self, ring: KeyRing) -> None:
@@ -113,27 +114,12 @@ class Revealer:
             self._cache[exact] = result
         return result
 
-    @staticmethod
-    def _email_continuation(data: bytes, m: re.Match[bytes], cand: str) -> tuple[str, int] | None:
-        """For an e-mail token cut at the "@": the whole token and where the address ends."""
-        if cand[2] not in "eE" or data[m.end() : m.end() + 1] != b"@":
-            return None
-        try:
-            p = tokens.parse_header(cand)
-        except InvalidToken:
-            return None
-        if len(cand) >= p.total_len:
-            return None
-        rest = _EMAIL_REST.match(data, m.end())
-        if rest is None or len(cand) + len(rest.group(1)) != p.total_len:
-            return None
-        return cand + rest.group(1).decode("ascii"), rest.end()
-
     def scan(self, data: bytes, context: str, charset: str = "utf-8") -> tuple[bytes | None, RevealStats]:
         """Reveal every tagged token in ``data``. Returns (new bytes or None if unchanged, stats).
 
-        Hot path: a deterministic token seen before (same bytes, same context) costs one dict look-up;
-        its escaped plaintext is cached in memory only, and dropped when the key ring changes.
+        Hot path: the regex splits the body in C into text and token candidates; a deterministic
+        token seen before (same bytes, same context) costs one dict look-up, its escaped plaintext
+        cached in memory only and dropped when the key ring changes. Misses take the slow path.
         """
         stats = RevealStats()
         if b"qx" not in data and b"QX" not in data and b"Qx" not in data and b"qX" not in data:
@@ -143,64 +129,66 @@ class Revealer:
             self._escaped.clear()
             self._generation = self.ring.generation
         fast = self._escaped.setdefault((context, charset), {})
-        counts: dict[str, int] = {}
-        out: list[bytes] = []
-        pos = 0
-        for m in tokens.TOKEN_RE.finditer(data):
-            raw = m.group()
-            hit = fast.get(raw)
-            start = m.start()
-            if hit is not None:
-                escaped, n, scheme = hit
-                out.append(data[pos:start])
-                out.append(escaped)
-                pos = start + n
-                counts[scheme] = counts.get(scheme, 0) + 1
-                continue
-            cand = raw.decode("ascii")
-            split_end = self._email_continuation(data, m, cand)
-            if split_end is not None:
-                cand, split_end = split_end
-            try:
-                plain, n = self.token(cand)
-            except InvalidToken:
-                try:
-                    p = tokens.parse_header(cand)
-                    if len(cand) < p.total_len:
-                        stats.truncated += 1
-                        continue
-                except InvalidToken:
-                    continue  # not a token at all: an ordinary word that starts with "qx"
-                stats.invalid += 1
-                continue
-            end = start + n
-            letter = cand[2].lower()
-            if split_end is not None:
-                end = split_end
-            elif letter == "e":
-                d = _EMAIL_DOMAIN.match(data, end)
-                if d is not None:
-                    end = d.end()
-            try:
-                escaped = escape_for(context, plain, charset)
-            except (UnicodeEncodeError, LookupError):
-                stats.invalid += 1
-                continue
-            out.append(data[pos:start])
-            out.append(escaped)
-            pos = end
-            scheme = self.SCHEME_NAMES[letter]
-            counts[scheme] = counts.get(scheme, 0) + 1
-            if letter in "dw":  # e-mail tokens swallow a variable domain: not cached by bytes
-                if len(fast) >= self.cache_size:
-                    fast.clear()
-                fast[raw] = (escaped, n, scheme)
-        stats.revealed = sum(counts.values())
-        stats.by_scheme.update(counts)
+        parts = _SPLIT_RE.split(data)  # text, token, text, token, ..., text
+        cands = parts[1::2]
+        hits = list(map(fast.get, cands))
+        letters = Counter(c[2] | 0x20 for c, h in zip(cands, hits) if h is not None)
+        if None in hits:
+            for i, h in enumerate(hits):
+                if h is None:
+                    hits[i] = self._slow(parts, 2 * i + 1, context, charset, fast, letters, stats)
+        parts[1::2] = hits
+        for letter, n in letters.items():
+            stats.by_scheme[self.SCHEME_NAMES[chr(letter)]] += n
+        stats.revealed = sum(letters.values())
         if not stats.revealed:
             return None, stats
-        out.append(data[pos:])
-        return b"".join(out), stats
+        return b"".join(parts), stats
+
+    def _slow(self, parts: list[bytes], i: int, context: str, charset: str,
+              fast: dict[bytes, bytes], letters: Counter[int], stats: RevealStats) -> bytes:
+        """A candidate not in the cache: parse, decrypt, escape. Anything invalid stays as it was.
+
+        An e-mail token also takes the ``@domain`` at the start of the following text (and, for a
+        long token, the first domain label, which holds the token's rest).
+        """
+        raw = parts[i]
+        cand = raw.decode("ascii")
+        letter = cand[2].lower()
+        try:
+            p = tokens.parse_header(cand)
+        except InvalidToken:
+            return raw  # not a token at all: an ordinary word that starts with "qx"
+        after = parts[i + 1]
+        domain = _EMAIL_DOMAIN.match(after) if letter == "e" else None
+        if domain is not None and len(cand) < p.total_len:
+            first = domain.group(1)
+            if len(cand) + len(first) == p.total_len and _B32_LABEL.fullmatch(first):
+                cand += first.decode("ascii")
+        try:
+            plain, n = self.token(cand)
+        except InvalidToken:
+            if len(cand) < p.total_len:
+                stats.truncated += 1
+            else:
+                stats.invalid += 1
+            return raw
+        try:
+            escaped = escape_for(context, plain, charset)
+        except (UnicodeEncodeError, LookupError):
+            stats.invalid += 1
+            return raw
+        letters[ord(letter)] += 1
+        if letter == "e":
+            if domain is not None:
+                parts[i + 1] = after[domain.end() :]  # the address's domain is part of the token
+            return escaped
+        new = escaped + raw[n:]
+        if letter in "dw":
+            if len(fast) >= self.cache_size:
+                fast.clear()
+            fast[raw] = new
+        return new
 
 
 def reveal_positions(
