@@ -8,6 +8,7 @@ hook raises, so an escaped exception would be a plaintext leak).
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import os
 from collections.abc import Sequence
@@ -251,6 +252,10 @@ class Gateway:
                 logger.error("cloakgate keys: refresh failed (%s)", type(e).__name__)
 
     def running(self) -> None:
+        # Rule packs, keys and caches live as long as the process: move them out of the collector's
+        # view so full collections (which pause every connection) stay short.
+        gc.collect()
+        gc.freeze()
         if ctx.master.addons.get(Guard.name) is None:
             ctx.master.addons.add(Guard())
         self._banner()
@@ -287,6 +292,7 @@ class Gateway:
         if self.rules is None or not self.rules.changed():
             return []
         msgs = self.rules.load(strict=False)
+        gc.freeze()
         for m in msgs:
             (logger.error if m.startswith("FAILED") else logger.warning)("cloakgate rules: %s", m)
         self._install()

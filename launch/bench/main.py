@@ -1,0 +1,750 @@
+"""cloakgate benchmark: the paper's experiment (wrk2, 100 req/s, 2 threads, 50 connections, 2 min)
+on three configurations side by side (direct to the fake Outlook, mitmdump passthrough, mitmdump
+with the gateway), plus a throughput sweep, HAProxy scale-out, core microbenchmarks and a profile.
+
+    launch/bench.sh            # paper's parameters (2 minutes per run: about half an hour)
+    launch/bench.sh --quick    # the whole comparison, short runs (about 7 minutes on 2 cores)
+    launch/bench.sh --smoke    # everything very briefly (seconds); what tests/bench runs
+
+Results: ``launch/bench/results/<timestamp>/`` (results.md, results.json, latency.png, logs) and
+``launch/bench/results/latest.md``. Only 127.0.0.1 is used; every child process is stopped at the
+end, also on errors, and dies with this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import keycalls  # noqa: E402
+import loadgen  # noqa: E402
+import plot  # noqa: E402
+import procs  # noqa: E402
+import profiling  # noqa: E402
+import report  # noqa: E402
+import sweep  # noqa: E402
+import verify  # noqa: E402
+import workloads  # noqa: E402
+
+RESULTS = HERE / "results"
+CONFIGS = ("direct", "passthrough", "gateway")
+
+MODES = {  # per mode: constant-rate run, sweep steps, microbenchmark time, profile time, safety deadline
+    "full": dict(
+        duration=120.0,
+        warmup=5.0,
+        probe=10.0,
+        step=15.0,
+        rounds=5,
+        refine=2,
+        drain=5.0,
+        micro=1.0,
+        profile=30.0,
+        max_minutes=90.0,
+    ),
+    "quick": dict(
+        duration=10.0,
+        warmup=2.0,
+        probe=3.0,
+        step=4.0,
+        rounds=3,
+        refine=1,
+        drain=5.0,
+        micro=0.3,
+        profile=10.0,
+        max_minutes=20.0,
+    ),
+    "smoke": dict(
+        duration=0.6,
+        warmup=0.2,
+        probe=0.5,
+        step=0.5,
+        rounds=1,
+        refine=0,
+        drain=2.0,
+        micro=0.003,
+        profile=2.0,
+        max_minutes=2.0,
+    ),
+}
+
+
+_T0 = time.monotonic()
+
+
+def log(msg: str) -> None:
+    print(f"[{time.monotonic() - _T0:6.1f}s] {msg}" if msg else "", flush=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="launch/bench.sh",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="short runs: the whole comparison in minutes")
+    g.add_argument(
+        "--smoke", action="store_true", help="everything very briefly (seconds): checks that it runs"
+    )
+    ap.add_argument("--out", type=Path, help="results directory (default: launch/bench/results/<timestamp>)")
+    ap.add_argument(
+        "--latest",
+        type=Path,
+        help="where to copy results.md (default: results/latest.md, only when --out is not given)",
+    )
+    ap.add_argument("--rate", type=float, default=100.0, help="constant rate, requests/s (paper: 100)")
+    ap.add_argument("--connections", type=int, default=50, help="connections (paper: 50)")
+    ap.add_argument("--workers", type=int, default=2, help="generator processes (paper: 2 threads)")
+    ap.add_argument("--duration", type=float, help="seconds per constant-rate run (paper: 120; --quick 10)")
+    ap.add_argument("--warmup", type=float, help="seconds of warm-up before measuring, per run")
+    ap.add_argument("--workloads", default=",".join(workloads.WORKLOADS), help="constant-rate workloads")
+    ap.add_argument("--configs", default=",".join(CONFIGS), help="configurations to measure")
+    ap.add_argument(
+        "--sweep-workloads",
+        help="workloads of the throughput sweep ('' = none; default list,light, --smoke: light)",
+    )
+    ap.add_argument("--probe", type=float, help="seconds of the closed-loop probe")
+    ap.add_argument("--step", type=float, help="seconds per open-loop rate step")
+    ap.add_argument("--rounds", type=int, help="interleaved closed-loop rounds per configuration")
+    ap.add_argument("--slo-p90-ms", type=float, default=50.0, help="p90 bound of a sustainable rate step")
+    ap.add_argument("--slo-p99-ms", type=float, default=500.0, help="p99 bound of a sustainable rate step")
+    ap.add_argument(
+        "--gc-stats", action="store_true", help="log garbage-collector pauses in every mitmdump (diagnostic)"
+    )
+    ap.add_argument("--no-sweep", action="store_true")
+    ap.add_argument("--no-scale", action="store_true", help="skip the HAProxy scale-out")
+    ap.add_argument("--scale-max", type=int, default=os.cpu_count() or 1, help="largest N (default: cores)")
+    ap.add_argument("--scale-workload", help="workload of the scale-out (default list; --smoke: light)")
+    ap.add_argument("--no-micro", action="store_true")
+    ap.add_argument(
+        "--profile", action="store_true", help="profile the gateway under load (py-spy, else cProfile)"
+    )
+    ap.add_argument("--profile-seconds", type=float)
+    ap.add_argument(
+        "--profile-workload",
+        default="list",
+        help="workload(s) while profiling, comma-separated (default list)",
+    )
+    ap.add_argument(
+        "--pin",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="auto/on: proxy on the last core, generator and upstream on the others (needs 2+ cores)",
+    )
+    ap.add_argument("--no-install", action="store_true", help="never apt-get install haproxy")
+    ap.add_argument(
+        "--wrk", choices=("auto", "off"), default="auto", help="also run wrk's closed loop if installed"
+    )
+    ap.add_argument(
+        "--rules", type=Path, help="rules directory for the gateway (default: the checkout's rules/)"
+    )
+    ap.add_argument(
+        "--gateway-script",
+        type=Path,
+        help="mitmdump script of the gateway (default: addons/gateway.py; "
+        "e.g. another checkout's, to compare before and after)",
+    )
+    ap.add_argument("--max-minutes", type=float, help="hard deadline for the whole run")
+    a = ap.parse_args(argv)
+    if a.gateway_script is not None:
+        procs.GATEWAY_SCRIPT = a.gateway_script.resolve()
+    a.mode = "smoke" if a.smoke else "quick" if a.quick else "full"
+    d = MODES[a.mode]
+    for k in ("duration", "warmup", "probe", "step", "rounds"):
+        if getattr(a, k) is None:
+            setattr(a, k, d[k])
+    if a.profile_seconds is None:
+        a.profile_seconds = d["profile"]
+    if a.max_minutes is None:
+        a.max_minutes = d["max_minutes"]
+    a.refine, a.drain, a.micro_time = d["refine"], d["drain"], d["micro"]
+    a.workload_list = [w for w in a.workloads.split(",") if w]
+    a.config_list = [c for c in a.configs.split(",") if c]
+    if a.scale_workload is None:
+        a.scale_workload = "light" if a.mode == "smoke" else "list"
+    if a.sweep_workloads is None:
+        a.sweep_workloads = "light" if a.mode == "smoke" else "list,light"
+    a.sweep_list = [] if a.no_sweep else [w for w in a.sweep_workloads.split(",") if w]
+    for w in a.workload_list + a.sweep_list + [a.scale_workload, *a.profile_workload.split(",")]:
+        if w not in workloads.WORKLOADS:
+            ap.error(f"unknown workload {w!r}")
+    for c in a.config_list:
+        if c not in CONFIGS:
+            ap.error(f"unknown configuration {c!r}")
+    return a
+
+
+class Deadline(Exception):
+    pass
+
+
+def _raise_deadline(signum: int, frame: object) -> None:
+    raise Deadline("the benchmark ran past its deadline (--max-minutes)")
+
+
+def _raise_exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def pinning(a: argparse.Namespace) -> tuple[set[int] | None, set[int] | None, str]:
+    cpus = sorted(os.sched_getaffinity(0))
+    if a.pin == "off" or len(cpus) < 2:
+        why = "off" if a.pin == "off" else f"only {len(cpus)} core"
+        return (
+            None,
+            None,
+            f"CPU pinning: none ({why}); the proxy, the generator and the upstream share the cores.",
+        )
+    proxy, rest = {cpus[-1]}, set(cpus[:-1])
+    return (
+        proxy,
+        rest,
+        (
+            f"CPU pinning: the proxy on core {cpus[-1]}, the generator and the upstream on "
+            f"core(s) {','.join(map(str, sorted(rest)))} (a mitmproxy process is one event loop; "
+            "pinning keeps the generator from stealing its core)."
+        ),
+    )
+
+
+def run_wrk(port: int, workload: str, seconds: float, connections: int) -> float | None:
+    exe = shutil.which("wrk")
+    if not exe or workload == "write":
+        return None
+    target = workloads.LIST_TARGET if workload == "list" else workloads.LIGHT_TARGET
+    try:
+        out = subprocess.run(
+            [
+                exe,
+                "-t2",
+                f"-c{connections}",
+                f"-d{max(1, round(seconds))}s",
+                "-H",
+                f"Host: {workloads.HOST}",
+                f"http://127.0.0.1:{port}{target}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return float(m.group(1)) if m else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    t_start = time.monotonic()
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = (a.out or RESULTS / stamp).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    latest = a.latest if a.latest else (RESULTS / "latest.md" if a.out is None else None)
+    tmp = Path(tempfile.mkdtemp(prefix="cloakgate-bench-"))
+    keyring = tmp / "keys" / "keyring.json"
+    children = procs.Children()
+    signal.signal(signal.SIGTERM, _raise_exit)
+    signal.signal(signal.SIGALRM, _raise_deadline)
+    signal.alarm(int(a.max_minutes * 60))
+    proxy_cpus, gen_cpus, pin_text = pinning(a)
+    res: dict = {
+        "meta": {
+            "timestamp": stamp,
+            "mode": a.mode,
+            "pinning": pin_text,
+            "machine": report.machine(),
+            "gateway_script": str(procs.GATEWAY_SCRIPT),
+            "command": "launch/bench.sh "
+            + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])),
+            "params": {
+                "rate": a.rate,
+                "connections": a.connections,
+                "workers": a.workers,
+                "duration": a.duration,
+                "warmup": a.warmup,
+                "workloads": a.workload_list,
+                "slo_p90_ms": a.slo_p90_ms,
+                "slo_p99_ms": a.slo_p99_ms,
+                "probe": a.probe,
+                "step": a.step,
+            },
+        },
+        "configs": {},
+        "constant": [],
+        "sweep": [],
+        "notes": [],
+    }
+    rc = 0
+    try:
+        rc = run(a, res, tmp, keyring, children, proxy_cpus, gen_cpus, out)
+    except (Deadline, KeyboardInterrupt, SystemExit) as e:
+        res["notes"].append(f"run interrupted: {type(e).__name__} {e}")
+        log(f"bench: interrupted ({type(e).__name__} {e})")
+        rc = 2
+    except Exception as e:  # noqa: BLE001 - the partial results are still written, the exit code says it failed
+        import traceback
+
+        res["notes"].append(f"run failed: {type(e).__name__}: {_oneline(str(e))}")
+        traceback.print_exc()
+        rc = 1
+    finally:
+        signal.alarm(0)
+        children.stop_all()
+        logs = out / "logs"
+        logs.mkdir(exist_ok=True)
+        for f in sorted(tmp.glob("*.log")):
+            shutil.copy(f, logs / f.name)
+            if a.gc_stats:
+                import gcstats
+
+                st = gcstats.parse(f.read_text(errors="replace"))
+                if st:
+                    res.setdefault("gc", {})[f.stem] = st
+        shutil.rmtree(tmp, ignore_errors=True)
+    res["meta"]["elapsed_s"] = time.monotonic() - t_start
+    write_outputs(res, out, latest)
+    return rc
+
+
+def write_outputs(res: dict, out: Path, latest: Path | None) -> None:
+    res["targets"] = report.targets(res)
+    hists = res.pop("_hists", {})
+    panels: dict[str, dict] = {}
+    for (cfg, wl), h in hists.items():
+        panels.setdefault(wl, {})[cfg] = h
+    p = res["meta"]["params"]
+    title = (
+        f"cloakgate: latency by percentile at {p['rate']:g} req/s, {p['connections']} connections, "
+        f"{p['duration']:g} s ({res['meta']['timestamp']}, {res['meta']['machine']['cores']} cores)"
+    )
+    res["meta"]["plot"] = plot.write_plot(out / "latency.png", panels, title)
+    md = report.markdown(res)
+    (out / "results.md").write_text(md)
+    (out / "results.json").write_text(json.dumps(res, indent=1, default=str))
+    if latest is not None:
+        try:
+            rel = os.path.relpath(out / "latency.png", latest.parent)
+        except ValueError:
+            rel = str(out / "latency.png")
+        latest.parent.mkdir(parents=True, exist_ok=True)
+        latest.write_text(report.markdown(res, png_name=rel))
+    print("\n" + md, flush=True)
+    log(f"bench: results in {out}" + (f" and {latest}" if latest else ""))
+
+
+def run(
+    a: argparse.Namespace,
+    res: dict,
+    tmp: Path,
+    keyring: Path,
+    children: procs.Children,
+    proxy_cpus: set[int] | None,
+    gen_cpus: set[int] | None,
+    out: Path,
+) -> int:
+    lifetime = a.max_minutes * 60 + 60
+
+    # 1. microbenchmarks first, on a quiet machine
+    keyring.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not a.no_micro:
+        log("bench: microbenchmarks of the core")
+        import micro
+
+        try:
+            res["micro"] = micro.run(keyring, a.micro_time)
+        except Exception as e:  # noqa: BLE001 - the core may be mid-change; the load tests still run
+            res["notes"].append(f"microbenchmarks failed: {type(e).__name__}: {_oneline(str(e))}")
+            log(f"bench: microbenchmarks failed: {type(e).__name__}: {e}")
+
+    # 2. upstream, passthrough, gateway (started together, measured one at a time)
+    log("bench: starting the fake upstream and the proxies")
+    upstream, info = procs.start_upstream(children, tmp, keyring, lifetime, gen_cpus)
+    res["workload_info"] = {
+        k: info[k] for k in ("list_tokens", "list_truncated", "list_bytes", "light_tokens", "light_bytes")
+    }
+    ports: dict[str, int] = {"direct": upstream.port} if "direct" in a.config_list else {}
+    proxies: dict[str, procs.Proc] = {}
+    for cfg in a.config_list:
+        if cfg == "direct":
+            res["configs"][cfg] = {"status": "ok"}
+            continue
+        proxies[cfg] = procs.start_mitmdump(
+            children,
+            cfg,
+            upstream.port,
+            gateway=cfg == "gateway",
+            tmp=tmp,
+            keyring=keyring,
+            cpus=proxy_cpus,
+            rules=a.rules,
+            extra=_extra(a),
+        )
+    for cfg, pr in list(proxies.items()):
+        try:
+            pr.wait_port(pr.port, timeout=60)
+            ports[cfg] = pr.port
+            res["configs"][cfg] = {"status": "ok"}
+        except RuntimeError as e:
+            res["configs"][cfg] = {
+                "status": "skipped",
+                "reason": f"mitmdump did not start: {_oneline(str(e))}",
+            }
+            log(f"bench: {cfg} SKIPPED: {res['configs'][cfg]['reason']}")
+            children.stop(pr)
+            del proxies[cfg]
+
+    # 3. one checked request of each kind per configuration
+    for cfg in list(ports):
+        audit = tmp / f"audit-{cfg}.jsonl" if cfg == "gateway" else None
+        try:
+            facts = verify.check(cfg, ports[cfg], upstream.port, audit, info)
+        except Exception as e:  # noqa: BLE001 - reported, the configuration is skipped
+            facts = {"ok": False, "problems": [f"{type(e).__name__}: {e}"]}
+        res["configs"][cfg]["verify"] = facts
+        if not facts["ok"]:
+            pr = proxies.get(cfg)
+            if pr is not None:
+                try:
+                    pr.popen.wait(
+                        1.0
+                    )  # a script error at start-up makes mitmdump exit shortly after listening
+                except subprocess.TimeoutExpired:
+                    pass
+            if pr is not None and (not pr.alive() or "error in script" in pr.output(20000)):
+                reason = (
+                    f"the gateway could not start: addons/gateway.py failed to load "
+                    f"({_last_error(pr.output(4000))})"
+                )
+            else:
+                tail = _oneline(pr.output(1500)) if pr is not None else ""
+                reason = "check failed: " + "; ".join(facts["problems"]) + (f" (log: {tail})" if tail else "")
+            res["configs"][cfg].update(status="skipped", reason=reason)
+            log(f"bench: {cfg} SKIPPED: {reason}")
+            if cfg in proxies:
+                children.stop(proxies.pop(cfg))
+            del ports[cfg]
+        elif cfg == "gateway":
+            fp = [x for x in facts.get("fields_protected", []) if x]
+            if fp:
+                res["workload_info"]["fields_protected"] = "/".join(str(x) for x in fp)
+            res["workload_info"]["list_revealed"] = facts.get("list_revealed")
+            log(
+                f"bench: gateway checked: {facts.get('list_revealed')} tokens revealed per list response, "
+                f"fields protected per POST {fp}, upstream got tokens only"
+            )
+
+    # 4. constant rate, configurations interleaved per workload
+    hists: dict[tuple[str, str], object] = {}
+    res["_hists"] = hists
+    log(
+        f"bench: constant rate {a.rate:g} req/s x {a.duration:g} s, {a.connections} connections, "
+        f"{a.workers} workers"
+    )
+    key_source = "dev"
+    for wl in a.workload_list:
+        for cfg in CONFIGS:
+            if cfg not in ports:
+                continue
+            pr = proxies.get(cfg)
+            before = keycalls.read_counter(key_source) if cfg == "gateway" else None
+            c0, u0, t0 = (pr.cpu() if pr else 0.0), upstream.cpu(), time.monotonic()
+            r = loadgen.run(
+                ports[cfg],
+                wl,
+                mode="open",
+                rate=a.rate,
+                connections=a.connections,
+                workers=a.workers,
+                duration=a.duration,
+                warmup=a.warmup,
+                drain=a.drain,
+                cpus=gen_cpus,
+            )
+            dt = time.monotonic() - t0
+            s = r.summary()
+            s.update(config=cfg, workload=wl)
+            s["upstream_cpu_pct"] = round(100 * (upstream.cpu() - u0) / dt, 1)
+            if pr:
+                s["proxy_cpu_pct"] = round(100 * (pr.cpu() - c0) / dt, 1)
+                s["cpu_ms_per_req"] = (s["proxy_cpu_pct"] / 100) / max(r.achieved, 1e-9) * 1000
+            if cfg == "gateway" and wl == "list":
+                res["keycalls"] = keycalls.measure(
+                    key_source, before, keycalls.read_counter(key_source), r.completed
+                ).__dict__
+            res["constant"].append(s)
+            hists[(cfg, wl)] = r.lat
+            log(
+                f"  {wl:5s} {cfg:11s} p50 {s['p50']:7.2f}  p90 {s['p90']:7.2f}  p99 {s['p99']:7.2f}  "
+                f"max {s['max']:7.2f} ms  {s['achieved']:6.0f} req/s  err {s['errors'] + s['non2xx']}  "
+                f"proxy CPU {s.get('proxy_cpu_pct', 0):5.1f} %"
+            )
+    if "gateway" not in ports and "keycalls" not in res:
+        res["keycalls"] = None
+
+    # 5. throughput sweep
+    spec = sweep.SweepSpec(
+        probe_s=a.probe,
+        step_s=a.step,
+        warmup=min(a.warmup, 1.5),
+        connections=a.connections,
+        workers=a.workers,
+        slo_p90_ms=a.slo_p90_ms,
+        slo_p99_ms=a.slo_p99_ms,
+        refine=a.refine,
+        drain=a.drain,
+        factors=(0.5,) if a.mode == "smoke" else sweep.SweepSpec.factors,
+        retries=0 if a.mode == "smoke" else 1,
+    )
+    for wl in a.sweep_list:
+        log(
+            f"bench: sweep {wl}: closed-loop maximum in {a.rounds} interleaved round(s), then open-loop steps"
+        )
+        targets = {
+            cfg: (ports[cfg], [proxies[cfg]] if cfg in proxies else [upstream])
+            for cfg in CONFIGS
+            if cfg in ports
+        }
+        if "direct" in targets:  # the direct path is bounded by the generator: one probe says so
+            probes = sweep.closed_rounds({"direct": targets.pop("direct")}, wl, spec, gen_cpus, 1, log=log)
+        else:
+            probes = {}
+        probes.update(sweep.closed_rounds(targets, wl, spec, gen_cpus, a.rounds, log=log))
+        for cfg in CONFIGS:
+            if cfg not in probes:
+                continue
+            if cfg == "direct":
+                s = {"closed": probes[cfg], "sustainable": None, "steps": []}
+            else:
+                log(f"  {wl} {cfg}: open-loop steps")
+                s = sweep.sustainable(
+                    ports[cfg], wl, [proxies[cfg]], spec, gen_cpus, probe=probes[cfg], log=log
+                )
+            if a.wrk == "auto" and a.mode != "smoke" and shutil.which("wrk"):
+                s["wrk"] = run_wrk(ports[cfg], wl, a.probe, a.connections)
+            s.update(config=cfg, workload=wl)
+            res["sweep"].append(s)
+        if "gateway" in probes and "passthrough" in probes:
+            res.setdefault("paired", {})[wl] = sweep.paired_ratio(probes["gateway"], probes["passthrough"])
+
+    # 6. scale-out behind HAProxy
+    for pr in list(proxies.values()):
+        children.stop(pr)
+    if a.no_scale:
+        res["scale"] = {"reason": "disabled (--no-scale)"}
+    elif "gateway" not in ports:
+        res["scale"] = {"reason": "the gateway configuration did not run (see above)"}
+    else:
+        res["scale"] = scale_out(a, tmp, keyring, children, upstream.port, spec)
+
+    # 7. profile
+    if a.profile and "gateway" not in ports:
+        res["profile"] = "not profiled: the gateway configuration did not run"
+    elif a.profile:
+        res["profile"] = profile(a, tmp, keyring, children, upstream.port, out, proxy_cpus, gen_cpus)
+    upstream_check = upstream.alive()
+    if not upstream_check:
+        res["notes"].append("the upstream died during the run: results are suspect")
+    return 0
+
+
+def scale_out(
+    a: argparse.Namespace,
+    tmp: Path,
+    keyring: Path,
+    children: procs.Children,
+    upstream_port: int,
+    spec: sweep.SweepSpec,
+) -> dict:
+    if a.scale_max < 2:
+        return {"reason": f"only {a.scale_max} core: nothing to scale out to"}
+    haproxy, how = procs.ensure_haproxy(allow_install=not (a.no_install or a.smoke))
+    if haproxy is None:
+        log(f"bench: scale-out SKIPPED: {how}")
+        return {"reason": how}
+    log(f"bench: scale-out with HAProxy ({how}), workload {a.scale_workload}, N = 1..{a.scale_max}")
+    rows = []
+    sets: dict[int, tuple[procs.Proc, list[procs.Proc]]] = {}
+    started: dict[int, list[procs.Proc]] = {}
+    try:  # every N's gateways and balancer run side by side, so the rounds can interleave
+        started = {
+            n: [
+                procs.start_mitmdump(
+                    children,
+                    f"gateway-n{n}-{i}",
+                    upstream_port,
+                    gateway=True,
+                    tmp=tmp,
+                    keyring=keyring,
+                    cpus=None,
+                    rules=a.rules,
+                    extra=_extra(a),
+                )
+                for i in range(n)
+            ]
+            for n in range(1, a.scale_max + 1)
+        }
+        for n, gws in started.items():
+            for g in gws:
+                g.wait_port(g.port, timeout=60)
+            lb = procs.start_haproxy(
+                children, haproxy, [g.port for g in gws], tmp, f"haproxy-n{n}", cpus=None
+            )
+            sets[n] = (lb, gws)
+        probes = sweep.closed_rounds(
+            {f"N={n}": (lb.port, gws) for n, (lb, gws) in sets.items()},
+            a.scale_workload,
+            spec,
+            None,
+            a.rounds,
+            log=log,
+        )
+        for n, (lb, gws) in sets.items():
+            log(f"  N={n}: open-loop steps")
+            s = sweep.sustainable(lb.port, a.scale_workload, gws, spec, None, probe=probes[f"N={n}"], log=log)
+            s["n"] = n
+            rows.append(s)
+        one = probes.get("N=1")
+        for r in rows:
+            r["closed_vs_one"] = sweep.paired_ratio(r["closed"], one) if one else None
+    except RuntimeError as e:
+        log(f"  scale-out failed: {_oneline(str(e))}")
+        return {"reason": f"failed: {_oneline(str(e))}", "rows": rows}
+    finally:
+        for lb, _ in sets.values():
+            children.stop(lb)
+        for gws in started.values():
+            for g in gws:
+                children.stop(g)
+    note = (
+        f"Workload {a.scale_workload}; gateways unpinned; HAProxy (1 thread), the generator and the upstream "
+        f"run on the same {os.cpu_count()} cores, so N = cores leaves the proxies less than one core each."
+    )
+    return {"rows": rows, "haproxy": how, "note": note}
+
+
+def profile(
+    a: argparse.Namespace,
+    tmp: Path,
+    keyring: Path,
+    children: procs.Children,
+    upstream_port: int,
+    out: Path,
+    proxy_cpus: set[int] | None,
+    gen_cpus: set[int] | None,
+) -> str:
+    parts = []
+    for wl in [w for w in a.profile_workload.split(",") if w]:
+        text = profile_one(wl, a, tmp, keyring, children, upstream_port, out, proxy_cpus, gen_cpus)
+        parts.append(f"### Under closed-loop load, workload {wl}\n\n{text}")
+    return "\n\n".join(parts)
+
+
+def profile_one(
+    workload: str,
+    a: argparse.Namespace,
+    tmp: Path,
+    keyring: Path,
+    children: procs.Children,
+    upstream_port: int,
+    out: Path,
+    proxy_cpus: set[int] | None,
+    gen_cpus: set[int] | None,
+) -> str:
+    secs = a.profile_seconds
+    use_pyspy = profiling.pyspy_path() is not None
+    log(
+        f"bench: profiling the gateway for {secs:g} s under closed-loop {workload} load with "
+        f"{'py-spy' if use_pyspy else 'cProfile'}"
+    )
+    wrap: list[str] = []
+    prof_file = out / (f"profile-{workload}-pyspy.txt" if use_pyspy else f"profile-{workload}.prof")
+    if not use_pyspy:
+        wrap = [sys.executable, str(HERE / "cprofile_mitmdump.py"), str(prof_file), "--"]
+    gw = procs.start_mitmdump(
+        children,
+        f"gateway-profile-{workload}",
+        upstream_port,
+        gateway=True,
+        tmp=tmp,
+        keyring=keyring,
+        cpus=proxy_cpus,
+        rules=a.rules,
+        wrap=wrap,
+        extra=_extra(a),
+    )
+    try:
+        gw.wait_port(gw.port, timeout=60)
+        # warm up first (start-up work and first-sight reveals are not the steady state)
+        loadgen.run(
+            gw.port,
+            workload,
+            mode="closed",
+            connections=a.connections,
+            workers=a.workers,
+            duration=min(2.0, secs),
+            warmup=0.0,
+            drain=a.drain,
+            cpus=gen_cpus,
+        )
+        spy = profiling.start_pyspy(gw.pid, secs + 1, prof_file) if use_pyspy else None
+        time.sleep(0.5)
+        loadgen.run(
+            gw.port,
+            workload,
+            mode="closed",
+            connections=a.connections,
+            workers=a.workers,
+            duration=secs,
+            warmup=0.5,
+            drain=a.drain,
+            cpus=gen_cpus,
+        )
+        if spy is not None:
+            _, err = spy.communicate(timeout=60)
+            if spy.returncode != 0 or not prof_file.exists():
+                return f"py-spy failed: {_oneline(err.decode(errors='replace'))}"
+    finally:
+        children.stop(gw)
+    try:
+        summary = (
+            profiling.summarize_pyspy(prof_file) if use_pyspy else profiling.summarize_cprofile(prof_file)
+        )
+    except Exception as e:  # noqa: BLE001
+        return f"profile could not be read: {type(e).__name__}: {e}"
+    return profiling.format_summary(summary) + f"\n\nRaw profile: `{prof_file.name}`."
+
+
+def _extra(a: argparse.Namespace) -> list[str]:
+    """Extra mitmdump arguments: the GC pause logger when --gc-stats is on."""
+    return ["-s", str(HERE / "gcstats.py")] if a.gc_stats else []
+
+
+def _last_error(log_text: str) -> str:
+    """The exception line of a traceback in a log, else the log's last line."""
+    lines = [x.strip() for x in log_text.splitlines() if x.strip()]
+    errs = [x for x in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b.*:", x)]
+    return _oneline(errs[-1] if errs else (lines[-1] if lines else "no output"), 300)
+
+
+def _oneline(s: str, n: int = 600) -> str:
+    s = " ".join(s.split())
+    return s if len(s) <= n else "…" + s[-n:]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

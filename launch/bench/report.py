@@ -1,0 +1,348 @@
+"""The results as markdown: latency table, throughput table, ratios against issue 4's targets,
+scale-out, key-service calls, microbenchmarks, profile. Reports numbers; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+from micro import format_rows
+
+
+def machine() -> dict:
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        kb = int(
+            next(
+                x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")
+            ).split()[1]
+        )
+        mem = f"{kb / 1024 / 1024:.0f} GiB"
+    except (OSError, StopIteration, ValueError):
+        pass
+    virt = "?"
+    try:
+        cmdline = Path("/proc/cmdline").read_text()
+        virt = (
+            "Firecracker microVM"
+            if "firecracker" in cmdline
+            else ("VM" if "hypervisor" in Path("/proc/cpuinfo").read_text() else "bare metal or unknown")
+        )
+    except OSError:
+        pass
+    t = time.perf_counter()
+    for _ in range(200):
+        time.sleep(0)
+    syscall_us = (time.perf_counter() - t) / 200 * 1e6
+    from importlib.metadata import version
+
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory": mem,
+        "kernel": platform.release(),
+        "virtualization": virt,
+        "python": platform.python_version(),
+        "mitmproxy": version("mitmproxy"),
+        "cryptography": version("cryptography"),
+        "sleep0_us": round(syscall_us, 1),
+    }
+
+
+def _f(v: float | None, nd: int = 2) -> str:
+    return "–" if v is None else f"{v:.{nd}f}"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("met" if ok else "**not met**")
+
+
+def targets(res: dict) -> list[dict]:
+    out: list[dict] = []
+    sw = {(s["config"], s["workload"]): s for s in res.get("sweep", [])}
+    for wl, need in (("light", 0.95), ("list", 0.85)):
+        g, p = sw.get(("gateway", wl)), sw.get(("passthrough", wl))
+        if g and p and g.get("sustainable") and p.get("sustainable"):
+            r = g["sustainable"] / p["sustainable"]
+            rc = (res.get("paired") or {}).get(wl)
+            out.append(
+                {
+                    "target": f"sustainable throughput, {wl}: gateway >= {need} x passthrough",
+                    "measured": f"{r:.2f} x ({g['sustainable']:.0f} vs {p['sustainable']:.0f} req/s); "
+                    f"closed-loop maximum {_f(rc)} x (median of paired rounds)",
+                    "met": r >= need,
+                }
+            )
+        else:
+            out.append(
+                {
+                    "target": f"sustainable throughput, {wl}: gateway >= {need} x passthrough",
+                    "measured": "not measured in this run",
+                    "met": None,
+                }
+            )
+    cr = {(c["config"], c["workload"]): c for c in res.get("constant", [])}
+    rate = res["meta"]["params"]["rate"]
+    for wl in res["meta"]["params"]["workloads"]:
+        g, p = cr.get(("gateway", wl)), cr.get(("passthrough", wl))
+        for q, slack in (("p90", 1.0), ("p99", 2.0)):
+            name = f"{q} at {rate:g} req/s, {wl}: gateway <= passthrough + {slack:g} ms"
+            if g and p:
+                d = g[q] - p[q]
+                out.append(
+                    {
+                        "target": name,
+                        "measured": f"{d:+.2f} ms ({g[q]:.2f} vs {p[q]:.2f} ms)",
+                        "met": d <= slack,
+                    }
+                )
+            else:
+                out.append({"target": name, "measured": "not measured in this run", "met": None})
+    kc = res.get("keycalls")
+    out.append(
+        {
+            "target": "key-service calls per request in steady state = 0",
+            "measured": kc["text"] if kc else "not measured",
+            "met": None if not kc or kc["per_request"] is None else kc["per_request"] == 0,
+        }
+    )
+    sc = res.get("scale") or {}
+    if sc.get("rows") and len(sc["rows"]) > 1 and sc["rows"][0].get("sustainable"):
+        one = sc["rows"][0]["sustainable"]
+        for row in sc["rows"][1:]:
+            n = row["n"]
+            got = row.get("sustainable") or 0
+            cl = row.get("closed_vs_one")
+            out.append(
+                {
+                    "target": f"scale-out: {n} processes >= 0.8 x {n} x one",
+                    "measured": f"{got / (n * one):.2f} x {n} x one "
+                    f"({got:.0f} vs {one:.0f} req/s sustainable); "
+                    f"closed-loop maximum {_f(cl / n if cl else None)} x {n} x one",
+                    "met": got >= 0.8 * n * one,
+                }
+            )
+    else:
+        out.append(
+            {
+                "target": "scale-out: N processes >= 0.8 x N x one",
+                "measured": sc.get("reason", "not measured"),
+                "met": None,
+            }
+        )
+    return out
+
+
+def ratios(res: dict) -> list[dict]:
+    """Per workload: the gateway's numbers relative to the passthrough's from the same run."""
+    cr = {(c["config"], c["workload"]): c for c in res.get("constant", [])}
+    sw = {(s["config"], s["workload"]): s for s in res.get("sweep", [])}
+    out = []
+    for wl in dict.fromkeys([w for _, w in cr] + [w for _, w in sw]):
+        g, p = cr.get(("gateway", wl)), cr.get(("passthrough", wl))
+        gs, ps = sw.get(("gateway", wl)), sw.get(("passthrough", wl))
+        if not ((g and p) or (gs and ps)):
+            continue
+        row = {
+            "workload": wl,
+            "p50_ratio": None,
+            "p90_diff": None,
+            "p99_diff": None,
+            "cpu_added": None,
+            "sustainable_ratio": None,
+            "closed_ratio": (res.get("paired") or {}).get(wl),
+        }
+        if g and p:
+            row.update(
+                p50_ratio=g["p50"] / p["p50"] if p["p50"] else None,
+                p90_diff=g["p90"] - p["p90"],
+                p99_diff=g["p99"] - p["p99"],
+            )
+            if g.get("cpu_ms_per_req") is not None and p.get("cpu_ms_per_req") is not None:
+                row["cpu_added"] = g["cpu_ms_per_req"] - p["cpu_ms_per_req"]
+        if gs and ps and gs.get("sustainable") and ps.get("sustainable"):
+            row["sustainable_ratio"] = gs["sustainable"] / ps["sustainable"]
+        out.append(row)
+    return out
+
+
+def markdown(res: dict, png_name: str = "latency.png") -> str:
+    m, p = res["meta"], res["meta"]["params"]
+    mc = m["machine"]
+    L: list[str] = []
+    L.append(f"# cloakgate benchmark, {m['timestamp']} ({m['mode']})")
+    L.append("")
+    L.append(
+        f"Machine: {mc['cpu']}, {mc['cores']} cores, {mc['memory']}, {mc['virtualization']}, Linux "
+        f"{mc['kernel']}; Python {mc['python']}, mitmproxy {mc['mitmproxy']}, cryptography "
+        f"{mc['cryptography']}. "
+        f"A `sleep(0)` system call takes {mc['sleep0_us']} µs here. {m['pinning']}"
+    )
+    L.append("")
+    L.append(
+        f"Client: {p['connections']} keep-alive HTTP/1.1 connections from {p['workers']} generator processes "
+        "(Python asyncio, wrk2-style open loop, latency from each request's scheduled send time, "
+        "HdrHistogram); "
+        "plain HTTP on 127.0.0.1 on both hops, mitmdump as a reverse proxy (`-q`), gateway with "
+        "`keep_host_header=true` and `Host: graph.microsoft.com`. The generator and the fake upstream "
+        "share the "
+        "machine's cores with the proxy."
+    )
+    wi = res.get("workload_info", {})
+    L.append("")
+    L.append(
+        f"Workloads: **list** = Graph message list, 10 messages, {wi.get('list_bytes', '?')} bytes, "
+        f"{wi.get('list_tokens', '?')} complete word tokens (+{wi.get('list_truncated', '?')} cut short by "
+        f"`bodyPreview`); **light** = 50 single-token (deterministic) subjects, "
+        f"{wi.get('light_bytes', '?')} bytes; "
+        f"**write** = `POST /v1.0/me/messages` and `POST /v1.0/me/sendMail` in turn, "
+        f"{wi.get('fields_protected', '11')} fields protected per request."
+    )
+    for name, c in res.get("configs", {}).items():
+        if c.get("status") != "ok":
+            L.append("")
+            L.append(f"**{name}: skipped**: {c.get('reason')}")
+
+    L.append("")
+    L.append(
+        f"## Constant rate: {p['rate']:g} req/s, {p['connections']} connections, {p['workers']} workers, "
+        f"{p['duration']:g} s (+{p['warmup']:g} s warm-up)"
+    )
+    L.append("")
+    L.append(
+        "Latency in ms from the scheduled send time. CPU: the proxy process (utime+stime), % of one core; "
+        "CPU/req: its CPU time per request."
+    )
+    L.append("")
+    L.append(
+        "| workload | configuration | p50 | p90 | p99 | p99.9 | max | req/s | errors | proxy CPU % | "
+        "CPU ms/req |"
+    )
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for c in res.get("constant", []):
+        L.append(
+            f"| {c['workload']} | {c['config']} | {c['p50']:.2f} | {c['p90']:.2f} | {c['p99']:.2f} | "
+            f"{c['p999']:.2f} | {c['max']:.2f} | {c['achieved']:.0f} | {c['errors'] + c['non2xx']} | "
+            f"{_f(c.get('proxy_cpu_pct'), 0)} | {_f(c.get('cpu_ms_per_req'))} |"
+        )
+    L.append("")
+    L.append(f"![latency by percentile]({png_name})")
+
+    if res.get("sweep"):
+        L.append("")
+        L.append(
+            f"## Highest sustainable rate (open loop: no errors, >= 95 % delivered, p90 <= "
+            f"{p['slo_p90_ms']:g} ms, p99 <= {p['slo_p99_ms']:g} ms) and closed-loop maximum "
+            f"({p['connections']} connections)"
+        )
+        L.append("")
+        has_wrk = any(s.get("wrk") for s in res["sweep"])
+        L.append(
+            "| workload | configuration | closed-loop max req/s (median of rounds) | its p50 ms | "
+            "sustainable req/s "
+            "| proxy CPU % there |" + (" wrk req/s |" if has_wrk else "")
+        )
+        L.append("|---|---|---:|---:|---:|---:|" + ("---:|" if has_wrk else ""))
+        for s in res["sweep"]:
+            sus = s.get("sustainable")
+            at = next((st for st in s.get("steps", []) if st["rate"] == sus and st["ok"]), None)
+            sus_txt = ("–" if s["config"] == "direct" else "none passed") if sus is None else f"{sus:.0f}"
+            if s["config"] == "direct":
+                sus_txt = "not swept (generator-bound)"
+            rounds = s["closed"].get("rounds", [])
+            rtxt = f" ({', '.join(f'{x:.0f}' for x in rounds)})" if len(rounds) > 1 else ""
+            L.append(
+                f"| {s['workload']} | {s['config']} | {s['closed']['achieved']:.0f}{rtxt} | "
+                f"{s['closed']['p50']:.1f} | "
+                f"{sus_txt} | {_f(at['proxy_cpu_pct'], 0) if at else '–'} |"
+                + (f" {_f(s.get('wrk'), 0)} |" if has_wrk else "")
+            )
+
+    summary = ratios(res)
+    if summary:
+        L.append("")
+        L.append("## Summary: gateway against passthrough, same run")
+        L.append("")
+        L.append(
+            "| workload | p50 ratio | p90 diff ms | p99 diff ms | CPU ms/req added | sustainable ratio "
+            "| closed-loop ratio |"
+        )
+        L.append("|---|---:|---:|---:|---:|---:|---:|")
+        for r in summary:
+            L.append(
+                f"| {r['workload']} | {_f(r['p50_ratio'])} | {_f(r['p90_diff'])} | {_f(r['p99_diff'])} | "
+                f"{_f(r['cpu_added'])} | {_f(r['sustainable_ratio'])} | {_f(r['closed_ratio'])} |"
+            )
+    L.append("")
+    L.append("## Gateway against passthrough: the targets of issue 4")
+    L.append("")
+    L.append("| target | measured | |")
+    L.append("|---|---|---|")
+    for t in res.get("targets", []):
+        L.append(f"| {t['target']} | {t['measured']} | {_verdict(t['met'])} |")
+
+    sc = res.get("scale") or {}
+    L.append("")
+    L.append("## Scale-out: N gateway processes behind HAProxy (TCP mode, round robin)")
+    L.append("")
+    if sc.get("rows"):
+        L.append(f"{sc.get('note', '')}")
+        L.append("")
+        L.append(
+            "| processes | closed-loop max req/s (rounds) | vs N x one | sustainable req/s | vs N x one |"
+        )
+        L.append("|---:|---:|---:|---:|---:|")
+        one = sc["rows"][0].get("sustainable")
+        for r in sc["rows"]:
+            rel = (r["sustainable"] / (r["n"] * one)) if one and r.get("sustainable") else None
+            cl = r.get("closed_vs_one")
+            rounds = ", ".join(f"{x:.0f}" for x in r["closed"].get("rounds", []))
+            L.append(
+                f"| {r['n']} | {r['closed']['achieved']:.0f} ({rounds}) | "
+                f"{_f(cl / r['n'] if cl else None)} | "
+                f"{_f(r.get('sustainable'), 0)} | {_f(rel)} |"
+            )
+    else:
+        L.append(f"Not measured: {sc.get('reason', 'disabled')}")
+
+    if res.get("gc"):
+        L.append("")
+        L.append("## Garbage-collector pauses in the mitmdump processes (`--gc-stats`)")
+        L.append("")
+        L.append("Every full (generation 2) collection stops the proxy's event loop for its whole duration.")
+        L.append("")
+        L.append("| process | full collections | longest ms | total ms | gen0/1 collections over 5 ms |")
+        L.append("|---|---:|---:|---:|---:|")
+        for name, st in res["gc"].items():
+            g2 = st.get("gen2", {"count": 0, "max_ms": 0.0, "total_ms": 0.0})
+            small = sum(st.get(g, {}).get("count", 0) for g in ("gen0", "gen1"))
+            L.append(f"| {name} | {g2['count']} | {g2['max_ms']:.0f} | {g2['total_ms']:.0f} | {small} |")
+    if res.get("micro"):
+        L.append("")
+        L.append("## Microbenchmarks of the core (one process, no proxy)")
+        L.append("")
+        L.append(format_rows(res["micro"]))
+    if res.get("profile"):
+        L.append("")
+        L.append("## Profile of the gateway process")
+        L.append("")
+        L.append(res["profile"])
+    if res.get("notes"):
+        L.append("")
+        L.append("## Notes")
+        L.append("")
+        L += [f"- {n}" for n in res["notes"]]
+    L.append("")
+    L.append(f"Command: `{m['command']}`; total time {m.get('elapsed_s', 0):.0f} s.")
+    return "\n".join(L) + "\n"

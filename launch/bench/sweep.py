@@ -1,0 +1,236 @@
+"""Highest sustainable rate: a closed-loop probe, then open-loop rate steps until one breaks.
+
+A step at rate R passes when every request got a 2xx answer, at least 95 % of the requests
+scheduled in the window completed, latency (from the scheduled send time) stays within the SLO
+(p90 <= 50 ms and p99 <= 500 ms by default: p99 alone would measure how often a full garbage
+collection, 80-120 ms in a mitmdump process on a small VM, falls into a short window, not whether
+the proxy keeps up; an overloaded proxy's queue grows until p90 breaks within seconds),
+and the generator kept to its schedule (send lag p99 within ``lag_limit_ms``; otherwise the step is
+reported as generator-limited, not as the proxy's limit). Steps go up from half the closed-loop
+capacity; a step that fails narrowly is repeated once (a VM's occasional stall must not end the
+ladder; a clearly overloaded step is not), and after
+the first failure the gap is bisected ``refine`` times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import loadgen
+from procs import Proc
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    probe_s: float = 10.0
+    step_s: float = 10.0
+    warmup: float = 2.0
+    connections: int = 50
+    workers: int = 2
+    slo_p90_ms: float = 50.0
+    slo_p99_ms: float = 500.0
+    lag_limit_ms: float = 5.0
+    factors: tuple[float, ...] = (0.5, 0.7, 0.85, 1.0, 1.15)
+    refine: int = 2
+    retries: int = 1  # a narrowly failed step is run once more before it counts
+    max_rate: float = 20000.0
+    drain: float = 5.0
+
+
+def cpu_of(procs: Sequence[Proc]) -> float:
+    return sum(p.cpu() for p in procs)
+
+
+def measured_run(
+    port: int, workload: str, procs: Sequence[Proc], cpus: set[int] | None, **kw
+) -> tuple[loadgen.Result, float]:
+    """A load run plus the CPU the given processes used meanwhile, in % of one core."""
+    import time
+
+    c0, t0 = cpu_of(procs), time.monotonic()
+    r = loadgen.run(port, workload, cpus=cpus, **kw)
+    c1, t1 = cpu_of(procs), time.monotonic()
+    return r, 100.0 * (c1 - c0) / max(t1 - t0, 1e-9)
+
+
+def near_miss(r: loadgen.Result, spec: SweepSpec) -> bool:
+    """A failure worth one more try: latency just over the bound, or the generator lagging.
+
+    A clearly overloaded proxy (p90 more than twice the bound) or errors are not retried.
+    """
+    if r.errors or r.non2xx:
+        return False
+    return r.pct_ms(90) <= 2 * spec.slo_p90_ms and r.pct_ms(99) <= 2 * spec.slo_p99_ms
+
+
+def judge(r: loadgen.Result, rate: float, spec: SweepSpec) -> tuple[bool, str]:
+    if r.errors or r.non2xx:
+        return False, f"{r.errors} errors, {r.non2xx} non-2xx"
+    if r.scheduled and r.completed < 0.95 * r.scheduled:
+        return False, f"only {r.completed}/{r.scheduled} completed"
+    if r.achieved < 0.95 * rate:
+        return False, f"achieved {r.achieved:.0f}/s"
+    if r.lag.get_total_count() and r.pct_ms(99, "lag") > spec.lag_limit_ms:
+        return False, f"generator-limited (send lag p99 {r.pct_ms(99, 'lag'):.1f} ms)"
+    p90, p99 = r.pct_ms(90), r.pct_ms(99)
+    if p90 > spec.slo_p90_ms:
+        return False, f"p90 {p90:.1f} ms > {spec.slo_p90_ms:g} ms"
+    if p99 > spec.slo_p99_ms:
+        return False, f"p99 {p99:.1f} ms > {spec.slo_p99_ms:g} ms"
+    return True, f"p90 {p90:.1f} ms, p99 {p99:.1f} ms"
+
+
+def closed_probe(
+    port: int, workload: str, procs: Sequence[Proc], spec: SweepSpec, cpus: set[int] | None
+) -> dict:
+    r, cpu = measured_run(
+        port,
+        workload,
+        procs,
+        cpus,
+        mode="closed",
+        connections=spec.connections,
+        workers=spec.workers,
+        duration=spec.probe_s,
+        warmup=spec.warmup,
+        drain=spec.drain,
+    )
+    return {
+        "achieved": round(r.achieved, 1),
+        "p50": r.pct_ms(50),
+        "p99": r.pct_ms(99),
+        "errors": r.errors + r.non2xx,
+        "proxy_cpu_pct": round(cpu, 1),
+        "generator_cpu_pct": r.summary()["generator_cpu_pct"],
+    }
+
+
+def closed_rounds(
+    targets: dict[str, tuple[int, Sequence[Proc]]],
+    workload: str,
+    spec: SweepSpec,
+    cpus: set[int] | None,
+    rounds: int,
+    log=print,
+) -> dict[str, dict]:  # noqa: ANN001
+    """Closed-loop maximum of several targets, measured in interleaved rounds (the order alternates).
+
+    The machine's speed drifts (a VM more than most); rounds that alternate the targets expose every
+    target to the same drift, and the per-round ratios cancel most of it. Returns per target the
+    median round, with all rounds attached.
+    """
+    names = list(targets)
+    got: dict[str, list[dict]] = {n: [] for n in names}
+    for i in range(max(1, rounds)):
+        for n in names if i % 2 == 0 else list(reversed(names)):
+            port, procs = targets[n]
+            got[n].append(closed_probe(port, workload, procs, spec, cpus))
+        log(
+            "    closed loop, round "
+            + str(i + 1)
+            + ": "
+            + ", ".join(f"{n} {got[n][-1]['achieved']:.0f} req/s" for n in names)
+        )
+    out = {}
+    for n in names:
+        rs = sorted(got[n], key=lambda r: r["achieved"])
+        med = dict(rs[len(rs) // 2])
+        med["rounds"] = [r["achieved"] for r in got[n]]
+        out[n] = med
+    return out
+
+
+def paired_ratio(a: dict, b: dict) -> float | None:
+    """Median of the per-round ratios a/b of two ``closed_rounds`` results."""
+    rs = sorted(x / y for x, y in zip(a.get("rounds", []), b.get("rounds", [])) if y)
+    return rs[len(rs) // 2] if rs else None
+
+
+def sustainable(
+    port: int,
+    workload: str,
+    procs: Sequence[Proc],
+    spec: SweepSpec,
+    cpus: set[int] | None,
+    probe: dict | None = None,
+    log=print,
+) -> dict:  # noqa: ANN001
+    """Open-loop steps from half the closed-loop capacity up; ``probe`` reuses a measured capacity."""
+    if probe is None:
+        probe = closed_probe(port, workload, procs, spec, cpus)
+        log(
+            f"    closed loop: {probe['achieved']:.0f} req/s (p50 {probe['p50']:.1f} ms, "
+            f"proxy CPU {probe['proxy_cpu_pct']:.0f} %)"
+        )
+    cap = probe["achieved"]
+    steps: list[dict] = []
+    best: float | None = None
+    fail: float | None = None
+
+    def step(rate: float) -> bool:
+        for attempt in range(
+            1 + spec.retries
+        ):  # a failed step is repeated: one stall must not end the ladder
+            r, cpu = measured_run(
+                port,
+                workload,
+                procs,
+                cpus,
+                mode="open",
+                rate=rate,
+                connections=spec.connections,
+                workers=spec.workers,
+                duration=spec.step_s,
+                warmup=spec.warmup,
+                drain=spec.drain,
+            )
+            ok, why = judge(r, rate, spec)
+            steps.append(
+                {
+                    "rate": rate,
+                    "ok": ok,
+                    "why": why,
+                    "attempt": attempt + 1,
+                    "achieved": round(r.achieved, 1),
+                    "p50": r.pct_ms(50),
+                    "p90": r.pct_ms(90),
+                    "p99": r.pct_ms(99),
+                    "proxy_cpu_pct": round(cpu, 1),
+                }
+            )
+            log(
+                f"    {rate:7.0f} req/s: {'pass' if ok else 'FAIL'} ({why}; proxy CPU {cpu:.0f} %)"
+                + (f" [attempt {attempt + 1}]" if attempt else "")
+            )
+            if ok:
+                return True
+            if not near_miss(r, spec):
+                break
+        return False
+
+    if cap > 0:
+        for f in spec.factors:
+            rate = round(cap * f)
+            if rate < 1 or rate > spec.max_rate:
+                break
+            if step(rate):
+                best = rate
+            else:
+                fail = rate
+                break
+        lo = best if best is not None else 0.0
+        for _ in range(spec.refine if fail is not None else 0):
+            mid = round((lo + fail) / 2)
+            if mid <= lo or mid >= fail:
+                break
+            if step(mid):
+                lo = best = mid
+            else:
+                fail = mid
+    return {
+        "closed": probe,
+        "sustainable": best,
+        "first_fail": fail,
+        "steps": steps,
+    }

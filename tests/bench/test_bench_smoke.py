@@ -1,0 +1,71 @@
+"""The benchmark's smoke run: every part for a moment, into a temporary directory.
+
+Checks that it runs and writes its table, JSON and plot. It asserts no timing. Only 127.0.0.1 is
+used, and the smoke run installs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("hdrh", reason="hdrhistogram (the bench extra) is not installed")
+
+REPO = Path(__file__).resolve().parents[2]
+MAIN = REPO / "launch" / "bench" / "main.py"
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]:
+    out = tmp_path_factory.mktemp("bench-smoke")
+    proc = subprocess.run(
+        [sys.executable, str(MAIN), "--smoke", "--out", str(out), "--max-minutes", "1.5"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert proc.returncode == 0, (
+        f"smoke run failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    )
+    return out, json.loads((out / "results.json").read_text()), proc.stdout
+
+
+def test_writes_table_json_and_plot(smoke: tuple[Path, dict, str]) -> None:
+    out, res, _ = smoke
+    md = (out / "results.md").read_text()
+    assert "| workload | configuration | p50 | p90 | p99 | p99.9 | max |" in md
+    assert "## Gateway against passthrough: the targets of issue 4" in md
+    png = (out / "latency.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
+    assert {"meta", "constant", "sweep", "targets", "micro"} <= set(res)
+    assert not (out / "latest.md").exists()
+
+
+def test_direct_and_passthrough_ran(smoke: tuple[Path, dict, str]) -> None:
+    _, res, _ = smoke
+    ran = {(c["config"], c["workload"]) for c in res["constant"]}
+    for cfg in ("direct", "passthrough"):
+        assert res["configs"][cfg]["status"] == "ok", res["configs"][cfg]
+        assert {(cfg, w) for w in ("list", "light", "write")} <= ran
+    assert all(c["completed"] > 0 for c in res["constant"])
+
+
+def test_gateway_ran(smoke: tuple[Path, dict, str]) -> None:
+    _, res, _ = smoke
+    gw = res["configs"].get("gateway", {})
+    reason = gw.get("reason", "")
+    if gw.get("status") != "ok" and ("could not start" in reason or "did not start" in reason):
+        pytest.skip(f"gateway configuration skipped by the benchmark: {reason}")
+    assert gw.get("status") == "ok", f"the gateway started but the benchmark's check failed: {reason}"
+    assert gw["verify"]["list_tokens_left"] == 0
+    assert {("gateway", w) for w in ("list", "light", "write")} <= {
+        (c["config"], c["workload"]) for c in res["constant"]
+    }
+    assert res["keycalls"]["per_request"] == 0
