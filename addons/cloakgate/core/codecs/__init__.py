@@ -1,12 +1,24 @@
-"""Body codecs of the pure core: they report byte spans so edits are spliced into the original bytes."""
+"""Body codecs of the pure core: they report byte spans so edits are spliced into the original bytes.
+
+- ``multipart``: byte-exact multipart/form-data and multipart/mixed parser (spans of headers and bodies)
+- ``form``: application/x-www-form-urlencoded bodies and URL query strings (spans of raw values)
+- ``encoding``: Content-Encoding with a bound on the decompressed size
+- ``splice``: put new bytes into the original body, every other byte unchanged
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+__all__ = ["splice"]
+
 
 def splice(data: bytes, edits: Sequence[tuple[int, int, bytes]]) -> bytes:
-    """Replace non-overlapping ``(start, end, new)`` spans of ``data`` (any order)."""
+    """Replace the ``(start, end, new)`` spans of ``data``; the edits may come in any order.
+
+    Spans must lie within ``data`` and must not overlap (an empty span is an insertion; two
+    insertions at the same offset keep their given order). Raises ``ValueError`` otherwise.
+    """
     out: list[bytes] = []
     pos = 0
     for start, end, new in sorted(edits, key=lambda e: (e[0], e[1])):
