@@ -296,10 +296,15 @@ class Fpe(Scheme):
     tweak: str = ""
 
     def _cipher(self, key: DataKey) -> Any:
+        """One FF1 per key and alphabet, built once (the AES set-up dominates a field's cost)."""
         from .fpe import FF1
 
-        alpha = _RADIX_ALPHABETS[self.alphabet]
-        return FF1(key.subkey("fpe"), radix=len(alpha), alphabet=alpha)
+        slot = f"fpe/{self.alphabet}"
+        cipher = key._prims.get(slot)
+        if cipher is None:
+            alpha = _RADIX_ALPHABETS[self.alphabet]
+            cipher = key._prims[slot] = FF1(key.subkey("fpe"), radix=len(alpha), alphabet=alpha)
+        return cipher
 
     def _tweak(self, key: DataKey) -> bytes:
         return (key.pack + "/" + self.tweak).encode("utf-8")
