@@ -52,6 +52,7 @@ def test_protect_then_reveal_and_annotations(gw: Gateway, tmp_path: Path):
     gw.response(f)
     assert json.loads(f.response.content)["subject"] == "Zaphodius Beeblebroxian"
     assert "revealed 2 token(s) (words)" in f.comment
+    gw.done()  # shut-down writes buffered audit events
     audit = (tmp_path / "audit.jsonl").read_text()
     assert "Zaphodius" not in audit and '"action":"protect"' in audit and '"action":"reveal"' in audit
 
@@ -125,7 +126,7 @@ def test_guard_refuses_what_the_gateway_did_not_see(gw: Gateway):
     other = req("GET", "https://example.net/")
     guard.request(other)
     assert other.response is None
-    assert state.SHARED.packs  # the guard's view outlives the gateway object
+    assert state.SHARED.scope.packs  # the guard's view outlives the gateway object
 
 
 def test_websocket_messages_are_revealed(gw: Gateway):

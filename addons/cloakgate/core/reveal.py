@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import html
 import json
+import operator
 import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import jsonspan, schemes, tokens
 from .codecs import encoding, splice
@@ -22,7 +24,12 @@ from .keyring import KeyRing
 from .rules import Pack, RevealRule
 
 CONTEXTS = ("json", "html", "xml", "text")
-_SPLIT_RE = re.compile(b"(" + tokens.TOKEN_RE.pattern + b")")
+_CAND_SPLIT = re.compile(b"(" + tokens.BODY_RE.pattern + b")")  # start condition checked in _glued
+_ALNUM = re.compile(rb"[A-Za-z0-9]")
+_ESCAPE_END = re.compile(tokens.ESCAPE_END.encode() + rb"\Z")
+_LAST = operator.itemgetter(-1)
+_THIRD = operator.itemgetter(2)  # a candidate's scheme letter
+_NOT_TOKEN, _TRUNCATED, _INVALID = 0, 1, 2  # why a candidate stays as it is
 _EMAIL_DOMAIN = re.compile(rb"@([A-Za-z0-9-]+)(?:\.[A-Za-z0-9-]+)+")  # the domain after an e-mail token
 _B32_LABEL = re.compile(rb"[A-Za-z2-7]+")
 _CACHED = frozenset("dwe")  # deterministic schemes repeat: their plaintexts are worth caching
@@ -89,12 +96,14 @@ class Revealer:
         self.cache_size = cache_size
         self._cache: dict[str, tuple[str, int]] = {}
         self._escaped: dict[tuple[str, str], dict[bytes, bytes]] = {}
+        self._skip: dict[bytes, int] = {}  # candidates left as they are, and why
         self._generation = ring.generation
 
     def set_ring(self, ring: KeyRing) -> None:
         self.ring = ring
         self._cache.clear()
         self._escaped.clear()
+        self._skip.clear()
         self._generation = ring.generation
 
     def token(self, text: str) -> tuple[str, int]:
@@ -117,9 +126,11 @@ class Revealer:
     def scan(self, data: bytes, context: str, charset: str = "utf-8") -> tuple[bytes | None, RevealStats]:
         """Reveal every tagged token in ``data``. Returns (new bytes or None if unchanged, stats).
 
-        Hot path: the regex splits the body in C into text and token candidates; a deterministic
-        token seen before (same bytes, same context) costs one dict look-up, its escaped plaintext
-        cached in memory only and dropped when the key ring changes. Misses take the slow path.
+        Hot path, per body: one regex split in C into text and candidates (the token grammar without
+        its start condition, which is then checked on the last byte of each preceding text, in C
+        too), one dict look-up per candidate: a deterministic token seen before (same bytes, same
+        context) maps to its escaped plaintext, cached in memory only and dropped when the key ring
+        changes. Python-level work happens only for misses and for candidates glued to a word.
         """
         stats = RevealStats()
         if b"qx" not in data and b"QX" not in data and b"Qx" not in data and b"qX" not in data:
@@ -127,29 +138,55 @@ class Revealer:
         if self.ring.generation != self._generation:
             self._cache.clear()
             self._escaped.clear()
+            self._skip.clear()
             self._generation = self.ring.generation
-        fast = self._escaped.setdefault((context, charset), {})
-        parts = _SPLIT_RE.split(data)  # text, token, text, token, ..., text
+        parts = _CAND_SPLIT.split(data)  # text, candidate, text, candidate, ..., text
+        if len(parts) == 1:
+            return None, stats
+        fast = self._escaped.get((context, charset))
+        if fast is None:
+            fast = self._escaped[(context, charset)] = {}
+        skip = self._skip
         cands = parts[1::2]
         hits = list(map(fast.get, cands))
-        letters = Counter(c[2] | 0x20 for c, h in zip(cands, hits) if h is not None)
-        if None in hits:
-            for i, h in enumerate(hits):
-                if h is None:
-                    hits[i] = self._slow(parts, 2 * i + 1, context, charset, fast, letters, stats)
-        parts[1::2] = hits
-        for letter, n in letters.items():
-            stats.by_scheme[self.SCHEME_NAMES[chr(letter)]] += n
-        stats.revealed = sum(letters.values())
+        letters = bytes(map(_THIRD, cands)).lower()
+        counts = dict.fromkeys(b"adwe", 0)
+        glued = _glued(parts)
+        for i in glued:
+            hits[i] = cands[i]  # not a token: a word that happens to contain "qx..."
+        n_miss = hits.count(None)
+        for ch in counts:
+            counts[ch] = letters.count(ch)
+        for i in glued:
+            counts[letters[i]] -= 1
+        i = -1
+        for _ in range(n_miss):
+            i = hits.index(None, i + 1)
+            counts[letters[i]] -= 1
+            outcome = skip.get(cands[i])
+            if outcome is not None:  # seen before: truncated, tampered or not a token at all
+                hits[i] = cands[i]
+                stats.truncated += outcome == _TRUNCATED
+                stats.invalid += outcome == _INVALID
+                continue
+            hits[i], letter = self._slow(parts, 2 * i + 1, context, charset, fast, skip, stats)
+            if letter:
+                counts[letter] += 1
+        for ch, n in counts.items():
+            if n:
+                stats.by_scheme[self.SCHEME_NAMES[chr(ch)]] = n
+        stats.revealed = sum(counts.values())
         if not stats.revealed:
             return None, stats
+        parts[1::2] = hits
         return b"".join(parts), stats
 
     def _slow(self, parts: list[bytes], i: int, context: str, charset: str,
-              fast: dict[bytes, bytes], letters: Counter[int], stats: RevealStats) -> bytes:
+              fast: dict[bytes, bytes], skip: dict[bytes, int], stats: RevealStats) -> tuple[bytes, int]:
         """A candidate not in the cache: parse, decrypt, escape. Anything invalid stays as it was.
 
-        An e-mail token also takes the ``@domain`` at the start of the following text (and, for a
+        Returns the replacement and the scheme letter of a revealed token (0: not revealed). An
+        e-mail token also takes the ``@domain`` at the start of the following text (and, for a
         long token, the first domain label, which holds the token's rest).
         """
         raw = parts[i]
@@ -158,7 +195,8 @@ class Revealer:
         try:
             p = tokens.parse_header(cand)
         except InvalidToken:
-            return raw  # not a token at all: an ordinary word that starts with "qx"
+            self._remember(skip, raw, _NOT_TOKEN)
+            return raw, 0  # not a token at all: an ordinary word that starts with "qx"
         after = parts[i + 1]
         domain = _EMAIL_DOMAIN.match(after) if letter == "e" else None
         if domain is not None and len(cand) < p.total_len:
@@ -168,27 +206,44 @@ class Revealer:
         try:
             plain, n = self.token(cand)
         except InvalidToken:
-            if len(cand) < p.total_len:
-                stats.truncated += 1
-            else:
-                stats.invalid += 1
-            return raw
+            truncated = len(cand) < p.total_len
+            stats.truncated += truncated
+            stats.invalid += not truncated
+            if letter != "e":  # an e-mail token's outcome depends on the text after it
+                self._remember(skip, raw, _TRUNCATED if truncated else _INVALID)
+            return raw, 0
         try:
             escaped = escape_for(context, plain, charset)
         except (UnicodeEncodeError, LookupError):
             stats.invalid += 1
-            return raw
-        letters[ord(letter)] += 1
+            return raw, 0
         if letter == "e":
             if domain is not None:
                 parts[i + 1] = after[domain.end() :]  # the address's domain is part of the token
-            return escaped
+            return escaped, ord(letter)
         new = escaped + raw[n:]
         if letter in "dw":
-            if len(fast) >= self.cache_size:
-                fast.clear()
-            fast[raw] = new
-        return new
+            self._remember(fast, raw, new)
+        return new, ord(letter)
+
+    def _remember(self, cache: dict[bytes, Any], raw: bytes, value: Any) -> None:
+        if len(cache) >= self.cache_size:
+            cache.clear()
+        cache[raw] = value
+
+
+def _glued(parts: list[bytes]) -> list[int]:
+    """Indexes of candidates right after a letter or digit: inside a word, so not tokens.
+
+    ``parts`` alternates text and candidates; only the first text can be empty. A token may follow
+    an escape that ends in a letter or digit (JSON ``\\n``, ``\\u001f``, URL ``%0A``).
+    """
+    texts = parts[0:-1:2]
+    first = texts[0]
+    out = [0] if first and first[-1:].isalnum() else []
+    lasts = bytes(map(_LAST, texts[1:]))  # the byte before each further candidate
+    out.extend(m.start() + 1 for m in _ALNUM.finditer(lasts))
+    return [i for i in out if not _ESCAPE_END.search(texts[i])]
 
 
 def reveal_positions(

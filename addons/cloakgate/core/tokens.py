@@ -41,8 +41,11 @@ HEADER_MIN = len(PREFIX) + 1 + KID_LEN + 1
 # A token starts at a word boundary, or right after an escape that ends in a letter or digit (JSON
 # "\n" or "\u001f", URL "%0A"); matching is case-insensitive. The match may run past the token's
 # end (glued characters) or stop short of it (truncation): the length field decides.
-_START = r"(?:(?<![A-Za-z0-9])|(?<=\\[nrtbf])|(?<=\\u[0-9A-Fa-f]{4})|(?<=%[0-9A-Fa-f]{2}))"
+ESCAPE_END = r"(?:\\[nrtbf]|\\u[0-9A-Fa-f]{4}|%[0-9A-Fa-f]{2})"  # escapes that end in a letter or digit
+_ESCAPES = ESCAPE_END[3:-1].split("|")
+_START = "(?:(?<![A-Za-z0-9])" + "".join(f"|(?<={e})" for e in _ESCAPES) + ")"
 _BODY = r"[Qq][Xx][AaDdWwEe][A-Za-z2-7]{3,}"
+BODY_RE = re.compile(_BODY.encode())  # a candidate, without the start condition
 TOKEN_RE = re.compile((_START + _BODY).encode())
 TOKEN_RE_STR = re.compile(_START + _BODY)
 

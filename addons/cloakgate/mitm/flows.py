@@ -41,6 +41,35 @@ def find_pack(packs: tuple[Pack, ...], host_map: dict[str, str], flow: http.HTTP
     return None
 
 
+class Scope:
+    """Which pack, if any, a request belongs to. Immutable; replaced when packs or the host map change.
+
+    The answer depends only on the Host header (or HTTP/2 authority) and the connection's
+    destination, so it is memoized on that pair: every hook of every flow asks, and a request to a
+    known host costs one dict look-up.
+    """
+
+    MEMO_SIZE = 4096
+
+    def __init__(self, packs: tuple[Pack, ...] = (), host_map: dict[str, str] | None = None):
+        self.packs = packs
+        self.host_map = dict(host_map or {})
+        self._memo: dict[tuple[str | None, str], Pack | None] = {}
+
+    def pack_for(self, flow: http.HTTPFlow) -> Pack | None:
+        req = flow.request
+        key = (req.host_header, req.host)
+        try:
+            return self._memo[key]
+        except KeyError:
+            pass
+        pack = find_pack(self.packs, self.host_map, flow)
+        if len(self._memo) >= self.MEMO_SIZE:
+            self._memo.clear()
+        self._memo[key] = pack
+        return pack
+
+
 def refuse(flow: http.HTTPFlow, code: str, status: int, message: str, pack: str | None, route: str | None) -> None:
     """Answer locally; the request never leaves. The body names codes and rules, never values."""
     body = {"error": {"code": code, "message": message, "flow": flow.id}}

@@ -35,7 +35,7 @@ from .flows import (
     M_SEEN,
     MARK_PROTECTED,
     add_comment,
-    find_pack,
+    Scope,
     logger,
     refuse,
 )
@@ -137,6 +137,7 @@ class Gateway:
         self.rules: RuleSet | None = None
         self.packs: tuple[Pack, ...] = ()
         self.host_map: dict[str, str] = {}
+        self.scope = Scope()
         self.keys: KeySource | None = None
         self.ring: KeyRing | None = None  # a snapshot: the request path never calls the key source
         self.revealer: core_reveal.Revealer | None = None
@@ -147,6 +148,7 @@ class Gateway:
         self.keys_refresh = 5.0
         self._task: asyncio.Task[Any] | None = None
         self._keys_task: asyncio.Task[Any] | None = None
+        self._audit_task: asyncio.Task[Any] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -177,6 +179,8 @@ class Gateway:
             "cloakgate_audit", str, f"{DEFAULT_HOME}/audit.jsonl",
             "Audit events as JSON lines (no values). Empty: to the log.",
         )
+        loader.add_option("cloakgate_audit_buffer", str, "1", "Seconds routine audit events may wait in memory "
+                          "before they are written (refusals are written at once; 0: every event at once).")
         loader.add_option("cloakgate_host_map", Sequence[str], [], "Map a deployment's own host to a pack: host=pack-id.")
         loader.add_option("cloakgate_max_body", int, self.max_body, "Largest protected request body in bytes.")
         loader.add_option("cloakgate_response_max", int, self.response_max, "Largest response body revealed, after decompression.")
@@ -193,9 +197,12 @@ class Gateway:
                 self.response_max = opts.cloakgate_response_max
             if "cloakgate_rules_poll" in updated:
                 self.poll = float(opts.cloakgate_rules_poll)  # a str option: mitmproxy cannot parse float ones
-            if "cloakgate_audit" in updated:
+            if updated & {"cloakgate_audit", "cloakgate_audit_buffer"}:
+                buffer = float(opts.cloakgate_audit_buffer)
+                if buffer < 0:
+                    raise ValueError("cloakgate_audit_buffer is a number of seconds, 0 or more")
                 self.audit.close()
-                self.audit = AuditLog(opts.cloakgate_audit or None)
+                self.audit = AuditLog(opts.cloakgate_audit or None, buffer_seconds=buffer)
             if "cloakgate_keys_refresh" in updated:
                 self.keys_refresh = float(opts.cloakgate_keys_refresh)
             if updated & KEY_OPTIONS:
@@ -228,8 +235,8 @@ class Gateway:
             logger.warning("cloakgate: host map names unknown packs: %s", ", ".join(sorted(missing)))
         self.packs = packs
         self._set_ring(self.keys.ring(p.id for p in packs))
-        state.SHARED.packs = packs
-        state.SHARED.host_map = dict(self.host_map)
+        self.scope = Scope(packs, self.host_map)
+        state.SHARED.scope = self.scope
 
     def _set_ring(self, ring: KeyRing) -> None:
         if ring is self.ring:
@@ -263,12 +270,14 @@ class Gateway:
             self._task = asyncio_utils.create_task(self._watch(), name="cloakgate rules watcher", keep_ref=True)
         if self.keys_refresh > 0 and self._keys_task is None:
             self._keys_task = asyncio_utils.create_task(self._refresh_keys(), name="cloakgate keys", keep_ref=True)
+        if self._audit_task is None:
+            self._audit_task = asyncio_utils.create_task(self._flush_audit(), name="cloakgate audit", keep_ref=True)
 
     def done(self) -> None:
-        for task in (self._task, self._keys_task):
+        for task in (self._task, self._keys_task, self._audit_task):
             if task is not None:
                 task.cancel()
-        self._task = self._keys_task = None
+        self._task = self._keys_task = self._audit_task = None
         self.audit.close()
 
     def _banner(self) -> None:
@@ -279,6 +288,15 @@ class Gateway:
             ", ".join(f"{p.id} ({len(p.routes)} routes)" for p in self.packs),
             _describe_keys(st),
         )
+
+    async def _flush_audit(self) -> None:
+        """Buffered audit events reach the file within cloakgate_audit_buffer seconds, even when idle."""
+        while True:
+            await asyncio.sleep(self.audit.buffer_seconds or 1.0)
+            try:
+                self.audit.flush()
+            except Exception as e:
+                logger.error("cloakgate audit: flush failed (%s)", type(e).__name__)
 
     async def _watch(self) -> None:
         while True:
@@ -307,7 +325,7 @@ class Gateway:
             return
         pack = None
         try:
-            pack = find_pack(self.packs, self.host_map, flow)
+            pack = self.scope.pack_for(flow)
             if pack is None:
                 return
             flow.request.stream = False
@@ -326,7 +344,7 @@ class Gateway:
         pack = None
         route = None
         try:
-            pack = find_pack(self.packs, self.host_map, flow)
+            pack = self.scope.pack_for(flow)
             if pack is None:
                 return
             flow.metadata[M_PACK] = pack.id
@@ -384,7 +402,7 @@ class Gateway:
         if resp is None or flow.metadata.get(M_REFUSED):
             return
         try:
-            pack = find_pack(self.packs, self.host_map, flow)
+            pack = self.scope.pack_for(flow)
             if pack is None or self.revealer is None or resp.raw_content is None:
                 return
             route_name = flow.metadata.get(M_ROUTE)
@@ -431,7 +449,7 @@ class Gateway:
             msg = flow.websocket.messages[-1]
             if msg.from_client or msg.injected or not msg.is_text:
                 return
-            pack = find_pack(self.packs, self.host_map, flow)
+            pack = self.scope.pack_for(flow)
             if pack is None:
                 return
             data = msg.content

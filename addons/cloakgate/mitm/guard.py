@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from mitmproxy import http
 
-from .flows import M_SEEN, find_pack, logger, refuse
+from .flows import M_SEEN, logger, refuse
 from .state import SHARED
 
 CODE = "cloakgate.gateway.unavailable"
@@ -20,7 +20,7 @@ class Guard:
     name = "cloakgate.guard"
 
     def _in_scope(self, flow: http.HTTPFlow) -> bool:
-        return find_pack(SHARED.packs, SHARED.host_map, flow) is not None
+        return SHARED.scope.pack_for(flow) is not None
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         try:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..core.rules import Pack
+from .flows import Scope
 
 
 @dataclass
 class Shared:
-    packs: tuple[Pack, ...] = ()
-    host_map: dict[str, str] = field(default_factory=dict)
+    scope: Scope = field(default_factory=Scope)
 
 
 SHARED = Shared()

@@ -1,0 +1,107 @@
+"""The reveal scanner: candidates found by one split, the start condition checked afterwards, caches.
+
+The scanner must behave exactly like the token grammar's own regex (tokens.TOKEN_RE) applied token
+by token, whether its caches are cold or warm.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cloakgate.core import schemes, tokens
+from cloakgate.core.errors import InvalidToken
+from cloakgate.core.keyring import StaticKeyRing
+from cloakgate.core.reveal import Revealer, escape_for
+from tests.conftest import make_key
+
+KEY = make_key("abc", "test")
+RING = StaticKeyRing([KEY])
+
+
+def word(text: str) -> str:
+    return schemes.Words().protect(text, KEY, RING, os.urandom)
+
+
+def det(text: str) -> str:
+    return schemes.Deterministic().protect(text, KEY, RING, os.urandom)
+
+
+def aead(text: str) -> str:
+    return schemes.Aead().protect(text, KEY, RING, os.urandom)
+
+
+def reference(data: bytes, context: str) -> bytes:
+    """What the grammar says: every TOKEN_RE match that verifies is replaced, the rest stays."""
+    out, last = [], 0
+    for m in tokens.TOKEN_RE.finditer(data):
+        cand = m.group().decode()
+        try:
+            plain, n = schemes.reveal_token(cand, RING)
+        except InvalidToken:
+            continue
+        out += [data[last : m.start()], escape_for(context, plain, "utf-8"), m.group()[n:]]
+        last = m.end()
+    return b"".join(out) + data[last:]
+
+
+TOK = word("Hello") + " " + det("Alice Example")
+
+
+def test_start_condition_glued_tokens_stay_even_when_cached():
+    r = Revealer(RING)
+    body = f'{{"a": "{TOK}"}}'.encode()
+    assert json.loads(r.scan(body, "json")[0]) == {"a": "Hello Alice Example"}  # now cached
+    glued = f"x{TOK} 9{TOK}".encode()  # each word token glued to a letter or digit, each det after a space
+    new, stats = r.scan(glued, "text")
+    assert new == f"x{word('Hello')} Alice Example 9{word('Hello')} Alice Example".encode()
+    assert new == reference(glued, "text") and stats.revealed == 2
+
+
+def test_tokens_after_escapes_and_at_the_start():
+    t = det("Bob")
+    for text, plain in ((f"{t} end", "Bob end"), (f"a\\n{t}", "a\\nBob"), (f"\\u001f{t}", "\\u001fBob"),
+                        (f"%0A{t}", "%0ABob"), (f"\\\\{t}", "\\\\Bob")):
+        new, stats = Revealer(RING).scan(text.encode(), "text")
+        assert (new, stats.revealed) == (plain.encode(), 1), text
+    assert Revealer(RING).scan(f"\\x{t}".encode(), "text")[0] is None  # "x" is not an escape ending
+
+
+def test_stats_are_the_same_cold_and_warm():
+    t = aead("secret")
+    trunc = det("truncated value")[:-4]
+    tampered = det("tampered")[:-3] + "aaa"
+    body = f"{TOK} {t} {trunc}. {tampered} qxawor {TOK}".encode()
+    r = Revealer(RING)
+    first = r.scan(body, "text")
+    second = r.scan(body, "text")
+    for new, stats in (first, second):
+        assert new == reference(body, "text")
+        assert (stats.revealed, stats.truncated, stats.invalid) == (5, 1, 1)
+        assert dict(stats.by_scheme) == {"words": 2, "deterministic": 2, "aead": 1}
+
+
+def test_ring_change_drops_every_cache():
+    r = Revealer(RING)
+    t = det("Carol")
+    assert r.scan(t.encode(), "text")[0] == b"Carol"
+    r.set_ring(StaticKeyRing([make_key("abc", "test", seed=9)]))  # same kid, another key: no longer valid
+    new, stats = r.scan(t.encode(), "text")
+    assert new is None and stats.invalid == 1
+
+
+PIECES = st.sampled_from([word("Hello world"), det("Dana"), aead("x"), det("Eve")[:-2], "qxdnope", "QXW", "",
+                          " ", "a", "9", "\\n", "\\u00e9", "%0a", '"', "<", "qx", "Qx", "é"])
+
+
+@given(st.lists(PIECES, max_size=12))
+@settings(max_examples=300, deadline=None)
+def test_property_scan_equals_the_grammar(pieces):
+    body = "".join(pieces).encode()
+    r = Revealer(RING)
+    for _ in range(2):  # cold, then warm
+        new, stats = r.scan(body, "json")
+        assert (new if new is not None else body) == reference(body, "json")

@@ -1,0 +1,52 @@
+"""The gateway's audit log: routine events are buffered, refusals and failures are written at once."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from cloakgate.audit import AuditLog
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_routine_events_wait_refusals_do_not(tmp_path: Path):
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(str(path), buffer_seconds=3600)
+    log.write("protect", flow="f1", pack="m365", counts={"fields": 2})
+    log.write("reveal", flow="f1", pack="m365", counts={"revealed": 5})
+    assert lines(path) == []  # in memory, not yet on disk
+    log.write("refuse", "cloakgate.body.malformed", flow="f2", pack="m365")
+    assert [e["action"] for e in lines(path)] == ["protect", "reveal", "refuse"]  # order kept, all written
+    log.write("reveal", "cloakgate.body.unreadable", flow="f3")
+    assert lines(path)[-1]["outcome"] == "cloakgate.body.unreadable"  # a failure is written through
+    log.write("protect", flow="f4")
+    log.close()
+    assert lines(path)[-1]["flow"] == "f4"  # closing writes what was buffered
+
+
+def test_buffer_interval_and_explicit_flush(tmp_path: Path):
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(str(path), buffer_seconds=0.05)
+    log.write("protect", flow="f1")
+    assert lines(path) == []
+    log.flush()
+    assert [e["flow"] for e in lines(path)] == ["f1"]
+    log.write("protect", flow="f2")
+    time.sleep(0.06)
+    log.write("protect", flow="f3")  # the interval has passed: both reach the file
+    assert [e["flow"] for e in lines(path)] == ["f1", "f2", "f3"]
+    log.close()
+
+
+def test_no_buffer_writes_every_event(tmp_path: Path):
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(str(path), buffer_seconds=0)
+    log.write("protect", flow="f1")
+    assert [e["flow"] for e in lines(path)] == ["f1"]
+    assert path.stat().st_mode & 0o777 == 0o600
+    log.close()
+    log.close()  # idempotent
