@@ -82,3 +82,52 @@ def test_walk_agrees_with_json_module(value):
         for step in n.path:
             v = v[step]
         assert json.loads(doc[n.start : n.end]) == v
+
+
+@pytest.mark.parametrize("bad", [b"NaN", b'{"a":Infinity}', b"[-Infinity]", b'{"a":"\xff"}',
+                                 '{"a":"b"}'.encode("utf-16"), b'{"a":1}\x00', b"[1]\x0c"])
+def test_only_rfc8259_json_in_utf8(bad):
+    with pytest.raises(BodyError) as e:
+        jsonspan.walk(bad)
+    assert e.value.code == "cloakgate.body.malformed_json"
+
+
+def test_escaped_keys_are_selected_like_plain_ones():
+    # a client that spells a key with escapes must not step around a rule: the SaaS decodes them
+    doc = b'{"\\u0073ubject":"a","sub\\u006Aect":"b","subject":"c"}'
+    assert spans("$.subject", doc) == [b'"a"', b'"b"', b'"c"']
+
+
+def test_spans_are_bytes_with_multibyte_text_bom_and_whitespace():
+    doc = '\ufeff {\n "näme" : [ "ü€😀" , {"k":"\\"q\\\\"} ],\t"z":-1.5E+3 }\r\n'.encode("utf-8")
+    assert spans("$['näme'][0]", doc) == ['"ü€😀"'.encode()]
+    assert spans("$.näme[1].k", doc) == [b'"\\"q\\\\"']
+    assert spans("$.z", doc) == [b"-1.5E+3"]
+    nodes = jsonspan.walk(doc)
+    assert nodes[2].text(doc) == "ü€😀" and nodes[4].text(doc) == '"q\\'
+
+
+def test_too_many_values_is_bounded():
+    with pytest.raises(BodyError) as e:
+        jsonspan.walk(b"[" + b"1," * 100 + b"1]", max_nodes=50)
+    assert e.value.code == "cloakgate.body.too_complex"
+
+
+def test_selector_applies_several_paths_at_once():
+    sel = jsonspan.Selector([jsonspan.compile_path("$..a"), None, jsonspan.compile_path("$.Message.to[0].a")])
+    nodes = jsonspan.walk(DOC)
+    got = [[DOC[n.start : n.end] for n in hits] for hits in sel.select(nodes)]
+    assert got == [[b'"x"', b'"y"'], [], [b'"x"']]
+    assert sel.select(nodes) == sel.select(nodes)  # memoized answers are the same answers
+
+
+@given(json_values, st.sampled_from([None, 2]), st.booleans())
+def test_walk_agrees_with_json_module_any_layout(value, indent, ascii_only):
+    doc = json.dumps(value, indent=indent, ensure_ascii=ascii_only).encode()
+    for n in jsonspan.walk(doc):
+        v = value
+        for step in n.path:
+            v = v[step]
+        assert json.loads(doc[n.start : n.end]) == v
+        if n.kind == "str":
+            assert n.text(doc) == v

@@ -1,7 +1,7 @@
 """JSON with byte spans, and compiled JSONPath selectors over it.
 
-``walk`` tokenizes a JSON document once (the C regex engine does the scanning) and reports every
-value with its concrete path and its byte span, so replacements are spliced into the original bytes:
+``walk`` validates a JSON document with the C parser, then tokenizes it once (the C regex engine
+does the scanning) and reports every value with its concrete path and its byte span, so replacements are spliced into the original bytes:
 key order, escapes, numbers and duplicate keys stay exactly as the client sent them. Duplicate keys
 are all reported (a SaaS parser may keep the first while Python keeps the last: both get protected).
 
@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .errors import BodyError, RuleError
 
-_TOKEN = re.compile(
-    rb'\s*(?:(")((?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*)"|([{}\[\]:,])'
-    rb"|(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)|(true|false|null))"
-)
-_WS = re.compile(rb"\s*")
+# After validation the document is known to be JSON, so the lexer only needs to tell tokens apart:
+# strings, container brackets and scalars. Commas, colons and whitespace are skipped by the search.
+_LEX = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]]|[^\s,:{}\[\]"]+')  # strings: unrolled loop
+_BOM = b"\xef\xbb\xbf"
 
 Path = tuple[str | int, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Node:
+class Node(NamedTuple):
     path: Path
     kind: str  # "str" | "num" | "bool" | "null" | "obj" | "arr"
     start: int  # byte span of the whole value (strings include their quotes)
@@ -36,111 +36,95 @@ class Node:
 
     def text(self, data: bytes) -> str:
         """The decoded value of a string node."""
-        return json.loads(data[self.start : self.end])
+        return string_at(data, self.start, self.end)
+
+
+def string_at(data: bytes, start: int, end: int) -> str:
+    """The value of the JSON string literal ``data[start:end]`` (quotes included), already validated."""
+    raw = data[start + 1 : end - 1]
+    if b"\\" not in raw:
+        return raw.decode("utf-8")
+    return json.loads(data[start:end])
 
 
 def _malformed() -> BodyError:
     return BodyError("body is not valid JSON", code="cloakgate.body.malformed_json")
 
 
+def _too_complex(what: str) -> BodyError:
+    return BodyError(f"JSON {what}", code="cloakgate.body.too_complex")
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def validate(data: bytes, offset: int = 0) -> None:
+    """Raise BodyError unless ``data[offset:]`` is one JSON value in UTF-8 (RFC 8259), by the C parser."""
+    try:
+        json.loads(data[offset:].decode("utf-8"), parse_constant=_no_constant)
+    except RecursionError:
+        raise _too_complex("nests too deep") from None
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        raise _malformed() from None
+
+
+_SCALAR_KIND = {ord("t"): "bool", ord("f"): "bool", ord("n"): "null"}
+
+
 def walk(data: bytes, *, max_depth: int = 64, max_nodes: int = 200_000, offset: int = 0) -> list[Node]:
     """All values of a JSON text with their paths and spans (document order, containers first).
 
-    Raises BodyError(cloakgate.body.malformed_json) for anything that is not one valid JSON value.
+    The C parser validates the whole text first (BodyError cloakgate.body.malformed_json otherwise);
+    then one regex pass finds the tokens and a small loop tracks where each value sits.
     """
-    if data.startswith(b"\xef\xbb\xbf"):
+    if data.startswith(_BOM, offset):
         offset += 3
+    validate(data, offset)
     nodes: list[Node] = []
-    # stack entries: [kind, path, start, next_index, expecting]; expecting in
-    #   obj: "key|end", "colon", "value", "comma|end" ; arr: "value|end", "comma|end"
-    stack: list[list] = []
-    pos = offset
-    n = len(data)
-    key: str | None = None
-    done = False
-
-    def add_value(kind: str, start: int, end: int) -> None:
-        if not stack:
-            path: Path = ()
+    append = nodes.append
+    new = tuple.__new__
+    stack: list[tuple[Path | None, bool, int, int]] = []
+    prefix: Path | None = None  # path of the innermost open container (None: at the top level)
+    in_obj = want_key = False
+    idx = 0
+    key: str = ""
+    for m in _LEX.finditer(data, offset):
+        s, e = m.span()
+        c = data[s]
+        if want_key and c == 0x22:  # an object key
+            raw = data[s + 1 : e - 1]
+            key = raw.decode("utf-8") if 0x5C not in raw else json.loads(data[s:e])
+            want_key = False
+            continue
+        if c == 0x7D or c == 0x5D:  # '}' or ']'
+            prefix, in_obj, idx, i = stack.pop()
+            want_key = in_obj
+            n = nodes[i]
+            nodes[i] = new(Node, (n[0], n[1], n[2], e))
+            continue
+        if in_obj:
+            path = prefix + (key,)  # type: ignore[operator]
+            want_key = True
+        elif prefix is not None:
+            path = prefix + (idx,)
+            idx += 1
         else:
-            top = stack[-1]
-            if top[0] == "obj":
-                path = top[1] + (key,)
-                top[4] = "comma|end"
-            else:
-                path = top[1] + (top[3],)
-                top[3] += 1
-                top[4] = "comma|end"
+            path = ()
         if len(nodes) >= max_nodes:
-            raise BodyError("JSON has too many values", code="cloakgate.body.too_complex")
-        nodes.append(Node(path, kind, start, end))
-
-    while True:
-        m = _TOKEN.match(data, pos)
-        if m is None:
-            if _WS.match(data, pos).end() == n and done:
-                return nodes
-            raise _malformed()
-        tok_start = m.start(1) if m.group(1) else m.start(m.lastindex or 0)
-        pos = m.end()
-        if done:
-            raise _malformed()
-        expecting = stack[-1][4] if stack else "value"
-        if m.group(1):  # string
-            if stack and stack[-1][0] == "obj" and expecting == "key|end":
-                try:
-                    key = json.loads(data[tok_start:pos])
-                except ValueError:
-                    raise _malformed() from None
-                stack[-1][4] = "colon"
-                continue
-            if expecting not in ("value", "value|end"):
-                raise _malformed()
-            add_value("str", tok_start, pos)
-        elif m.group(3):
-            c = m.group(3)
-            if c in b"{[":
-                if expecting not in ("value", "value|end"):
-                    raise _malformed()
-                kind = "obj" if c == b"{" else "arr"
-                add_value(kind, tok_start, -1)
-                if len(stack) >= max_depth:
-                    raise BodyError("JSON nests too deep", code="cloakgate.body.too_complex")
-                stack.append([kind, nodes[-1].path, len(nodes) - 1, 0, "key|end" if kind == "obj" else "value|end"])
-            elif c in b"}]":
-                if not stack:
-                    raise _malformed()
-                top = stack[-1]
-                want = b"}" if top[0] == "obj" else b"]"
-                if c != want or top[4] not in ("key|end", "value|end", "comma|end"):
-                    raise _malformed()
-                if top[4] == "key|end" and top[3] == -1:
-                    raise _malformed()  # trailing comma in object
-                stack.pop()
-                i = top[2]
-                nodes[i] = Node(nodes[i].path, nodes[i].kind, nodes[i].start, pos)
-                if not stack:
-                    done = True
-            elif c == b":":
-                if expecting != "colon":
-                    raise _malformed()
-                stack[-1][4] = "value"
-            else:  # comma
-                if expecting != "comma|end":
-                    raise _malformed()
-                top = stack[-1]
-                if top[0] == "obj":
-                    top[4] = "key|end"
-                    top[3] = -1  # marks "a key must follow" (no trailing comma)
-                else:
-                    top[4] = "value"  # a value must follow: no trailing comma
+            raise _too_complex("has too many values")
+        if c == 0x22:
+            append(new(Node, (path, "str", s, e)))
+        elif c == 0x7B or c == 0x5B:  # '{' or '['
+            if len(stack) >= max_depth:
+                raise _too_complex("nests too deep")
+            stack.append((prefix, in_obj, idx, len(nodes)))
+            append(new(Node, (path, "obj" if c == 0x7B else "arr", s, -1)))
+            prefix, in_obj, idx = path, c == 0x7B, 0
+            want_key = in_obj
         else:
-            if expecting not in ("value", "value|end"):
-                raise _malformed()
-            kind = "num" if m.group(4) else ("null" if m.group(5) == b"null" else "bool")
-            add_value(kind, tok_start, pos)
-        if not stack and nodes and nodes[-1].kind not in ("obj", "arr"):
-            done = True
+            append(new(Node, (path, _SCALAR_KIND.get(c, "num"), s, e)))
+    return nodes
 
 
 # --- JSONPath ------------------------------------------------------------------------------------
@@ -228,6 +212,43 @@ def compile_path(text: str, *, case_insensitive: bool = True) -> JsonPath:
             segs.append(Seg("any", None, deep))
         pos = m.end()
     return JsonPath(text, tuple(segs), case_insensitive)
+
+
+class Selector:
+    """Several JSONPaths applied together: for each node, which of them match, one memoized look-up.
+
+    Documents of one API repeat their shapes, so after the first request a node costs a dict hit
+    however many rules a route has.
+    """
+
+    MEMO_SIZE = 20_000
+
+    def __init__(self, paths: Sequence[JsonPath | None]):
+        self.paths = tuple(paths)  # None: a rule that is not a JSON rule, never matches
+        self._memo: dict[Path, tuple[int, ...]] = {}
+
+    def which(self, path: Path) -> tuple[int, ...]:
+        hit = self._memo.get(path)
+        if hit is None:
+            hit = tuple(
+                i for i, p in enumerate(self.paths) if p is not None and _match(p.segs, 0, path, 0, p.case_insensitive)
+            )
+            if len(self._memo) >= self.MEMO_SIZE:
+                self._memo.clear()
+            self._memo[path] = hit
+        return hit
+
+    def select(self, nodes: list[Node]) -> list[list[Node]]:
+        """The nodes each path selects (document order), one list per path."""
+        out: list[list[Node]] = [[] for _ in self.paths]
+        get, which = self._memo.get, self.which
+        for n in nodes:
+            hit = get(n.path)
+            if hit is None:
+                hit = which(n.path)
+            for i in hit:
+                out[i].append(n)
+        return out
 
 
 def select(nodes: list[Node], path: JsonPath) -> list[Node]:

@@ -145,7 +145,8 @@ class _Run:
             return None
         kind = layers[-1]
         try:
-            new_inner = self.json(inner, rule.fields) if kind == "json" else self.form(inner, rule.fields, "utf-8")
+            new_inner = (self.json(inner, rule.fields, rule.json_selector) if kind == "json"
+                         else self.form(inner, rule.fields, "utf-8"))
         except BodyError as e:
             self.malformed(rule, e.code)
             return None
@@ -161,7 +162,7 @@ class _Run:
 
     # --- documents -------------------------------------------------------------------------------
 
-    def json(self, data: bytes, rules: Sequence[FieldRule]) -> bytes | None:
+    def json(self, data: bytes, rules: Sequence[FieldRule], selector: jsonspan.Selector) -> bytes | None:
         """Protect the selected values of a JSON text; None if nothing changed."""
         if not data.strip():
             for r in rules:
@@ -170,15 +171,14 @@ class _Run:
         nodes = jsonspan.walk(data)
         edits: list[tuple[int, int, bytes]] = []
         claimed: set[tuple[int, int]] = set()
-        for rule in rules:
-            assert rule.jsonpath is not None
-            hits = [n for n in nodes if n.kind != "null" and rule.jsonpath.matches(n.path)]
+        for rule, selected in zip(rules, selector.select(nodes), strict=True):
+            hits = [n for n in selected if n.kind != "null"]
             if not hits:
                 self.missing(rule)
                 continue
             for n in hits:
                 if n.kind in ("obj", "arr") and rule.fields:
-                    new = self.json(data[n.start : n.end], rule.fields)
+                    new = self.json(data[n.start : n.end], rule.fields, rule.json_selector)
                     if new is not None:
                         self._claim(claimed, edits, n.start, n.end, new)
                     continue
@@ -284,9 +284,7 @@ def protect_request(
     key = ring.primary(pack.id)
     out.kid = key.kid
     run = _Run(pack, route, key, ring, rand, out)
-    by_where: dict[str, list[FieldRule]] = {}
-    for f in route.fields:
-        by_where.setdefault(f.where, []).append(f)
+    by_where = route.by_where
 
     kind = route.body_kind
     if kind is not None:
@@ -302,7 +300,7 @@ def protect_request(
         encs = encoding.parse_content_encoding(", ".join(header_get(headers, "content-encoding")) or None)
         data = encoding.decode(body, encs, max_size=pack.max_body) if encs and body else body
         if kind == "json":
-            new = run.json(data, by_where["json"])
+            new = run.json(data, by_where["json"], route.json_selector)
         elif kind == "form":
             charset = content_type_param(ct, "charset") or "utf-8"
             new = run.form(data, by_where["form"], charset)

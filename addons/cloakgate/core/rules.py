@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -20,7 +21,7 @@ import yaml
 
 from . import schemes as sch
 from .errors import RuleError
-from .jsonspan import JsonPath, compile_path
+from .jsonspan import JsonPath, Selector, compile_path
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "rules" / "schema.json"
@@ -113,10 +114,19 @@ class FieldRule:
     def label(self) -> str:
         return f"{self.where}:{self.selector}"
 
+    @cached_property
+    def json_selector(self) -> Selector:
+        """The JSONPaths of this rule's nested fields, applied together."""
+        return json_selector(self.fields)
+
     @property
     def key(self) -> str:
         """Case-folded name for form, multipart, query and header selectors."""
         return self.selector.lower() if self.where == "header" else self.selector
+
+
+def json_selector(rules: Sequence[FieldRule]) -> Selector:
+    return Selector([r.jsonpath for r in rules])
 
 
 @dataclass(frozen=True)
@@ -134,10 +144,22 @@ class Route:
     fields: tuple[FieldRule, ...]
     reveal: tuple[RevealRule, ...]
 
-    @property
+    @cached_property
     def body_kind(self) -> str | None:
         kinds = {f.where for f in self.fields} & {"json", "form", "multipart"}
         return kinds.pop() if kinds else None
+
+    @cached_property
+    def by_where(self) -> dict[str, tuple[FieldRule, ...]]:
+        """The route's fields grouped by where they sit (json, form, query, ...), in rule order."""
+        out: dict[str, list[FieldRule]] = {}
+        for f in self.fields:
+            out.setdefault(f.where, []).append(f)
+        return {k: tuple(v) for k, v in out.items()}
+
+    @cached_property
+    def json_selector(self) -> Selector:
+        return json_selector(self.by_where.get("json", ()))
 
     def match(self, method: str, path: str) -> re.Match[str] | None:
         if self.methods is not None and method.upper() not in self.methods:
