@@ -179,6 +179,23 @@ def test_header_query_and_search_literals():
     assert f"subject eq '{stored}'" in query["f"]
 
 
+@pytest.mark.parametrize("query", ["q=Zaphod", "%71=Zaphod", "x=1&q=Zaphod", "q=Zaphod+Beeblebrox", "q=Zaph%6Fd"])
+def test_query_fields_are_found_in_every_spelling(query):
+    out = protect(f"/hdr?{query}", b"", headers=[("X-Data", "%7B%7D")])
+    assert out.path is not None and "Zaph" not in out.path and "qxw" in out.path
+
+
+@pytest.mark.parametrize("query", ["", "x=1", "quiet=Zaphod", "x=Zaphod&qq=1"])
+def test_query_without_selected_fields_is_untouched(query):
+    out = protect(f"/hdr?{query}" if query else "/hdr", b"", headers=[("X-Data", "%7B%7D")])
+    assert out.path is None
+
+
+def test_malformed_query_is_refused_even_without_selected_fields():
+    with pytest.raises(BodyError):
+        protect("/hdr?x=%zz", b"", headers=[("X-Data", "%7B%7D")])
+
+
 def test_path_segment():
     out = protect("/users/jane%40example.com", method="GET", headers=[])
     assert out.path.startswith("/users/qxe") and out.path.endswith("%40p.test.example") or "@p.test.example" in out.path

@@ -185,3 +185,44 @@ def test_rules_check_command(gw: Gateway):
 
 def test_dev_keyring_file_is_private(gw: Gateway, tmp_path: Path):
     assert (tmp_path / "k.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_repeated_content_encoding_headers_are_all_undone(gw: Gateway):
+    """Two Content-Encoding headers stack like one folded header: gzip first, then brotli."""
+    import gzip
+
+    import brotli
+
+    f = req("POST", "https://graph.microsoft.com/v1.0/me/messages", json.dumps({"subject": "Marvin Android"}).encode())
+    gw.requestheaders(f)
+    gw.request(f)
+    sent = f.request.content
+    body = brotli.compress(gzip.compress(sent))
+    f.response = http.Response.make(201)
+    f.response.headers = http.Headers([(b"content-type", b"application/json"),
+                                       (b"content-encoding", b"gzip"), (b"content-encoding", b"br")])
+    f.response.raw_content = body
+    gw.responseheaders(f)
+    gw.response(f)
+    assert "content-encoding" not in f.response.headers
+    assert json.loads(f.response.raw_content)["subject"] == "Marvin Android"
+    assert f.response.headers["content-length"] == str(len(f.response.raw_content))
+
+
+def test_response_uses_the_pack_and_route_of_its_request(gw: Gateway):
+    f = req("GET", "https://graph.microsoft.com/v1.0/me/messages?$top=1")
+    gw.requestheaders(f)
+    gw.request(f)
+    tok = f.request.path  # no protected query field: the request went through unchanged
+    assert tok == "/v1.0/me/messages?$top=1"
+    protect = req("POST", "https://graph.microsoft.com/v1.0/me/messages", b'{"subject":"Trillian"}')
+    gw.request(protect)
+    token = json.loads(protect.request.content)["subject"]
+    f.request.host = "example.net"  # changed after protection (another addon): the response still belongs to m365
+    f.response = http.Response.make(200, json.dumps({"value": [{"subject": token}]}).encode(),
+                                    {"content-type": "application/json"})
+    gw.response(f)
+    assert json.loads(f.response.content)["value"][0]["subject"] == "Trillian"
+    stray = tflow.tflow(resp=http.Response.make(200, json.dumps({"s": token}).encode(), {"content-type": "application/json"}))
+    gw.response(stray)  # a flow the request hook never saw in scope: left alone
+    assert token in stray.response.text

@@ -317,9 +317,14 @@ def protect_request(
     base, sep, query = path.partition("?")
     new_query = None
     if "query" in by_where:
-        q = run.form(query.encode("utf-8", "surrogateescape"), by_where["query"], "utf-8", query=True)
-        if q is not None:
-            new_query = q.decode("ascii")
+        q_rules = by_where["query"]
+        if query.isascii() and "%" not in query and "+" not in query and not any(r.selector in query for r in q_rules):
+            for r in q_rules:  # plain ASCII without escapes: a field absent from the text is absent
+                run.missing(r)
+        else:
+            q = run.form(query.encode("utf-8", "surrogateescape"), q_rules, "utf-8", query=True)
+            if q is not None:
+                new_query = q.decode("ascii")
     new_base = None
     if "path" in by_where:
         edits = []

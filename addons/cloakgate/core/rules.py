@@ -178,6 +178,10 @@ class Pack:
     routes: tuple[Route, ...]
     host_re: re.Pattern[str] = field(repr=False, default=re.compile(r"(?!)"))
 
+    @cached_property
+    def route_named(self) -> dict[str, Route]:
+        return {r.name: r for r in self.routes}
+
     def match_host(self, host: str) -> bool:
         return self.host_re.fullmatch(host.lower().rstrip(".")) is not None
 

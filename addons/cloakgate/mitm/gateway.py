@@ -35,6 +35,7 @@ from .flows import (
     M_SEEN,
     MARK_PROTECTED,
     add_comment,
+    header,
     Scope,
     logger,
     refuse,
@@ -330,7 +331,7 @@ class Gateway:
                 return
             flow.request.stream = False
             limit = min(self.max_body, pack.max_body)
-            cl = flow.request.headers.get("content-length")
+            cl = header(flow.request.headers, b"content-length")
             if cl is not None and cl.strip().isdigit() and int(cl) > limit:
                 self._refuse(flow, pack.id, None, CloakgateError(
                     "request body exceeds the limit", code="cloakgate.body.too_large", status_hint=413))
@@ -371,13 +372,13 @@ class Gateway:
                 req.path = out.path
             for name, value in out.headers.items():
                 req.headers[name] = value
-            if out.protected:
+            if out.protected:  # a request with nothing to protect is no event: its reveal may be
                 flow.metadata[M_PROTECTED] = out.protected
                 flow.marked = MARK_PROTECTED
                 add_comment(flow, f"cloakgate {pack.id}/{route}: protected {out.protected} field(s) "
                                   f"({', '.join(out.schemes)}) with key {out.kid}")
-            self.audit.write("protect", flow=flow.id, pack=pack.id, route=route,
-                             counts={"fields": out.protected, **{s: n for s, n in _by_scheme(out).items()}})
+                self.audit.write("protect", flow=flow.id, pack=pack.id, route=route,
+                                 counts={"fields": out.protected, **{s: n for s, n in _by_scheme(out).items()}})
         except CloakgateError as e:
             self._refuse(flow, pack.id if pack else None, route, e)
         except Exception as e:
@@ -399,27 +400,30 @@ class Gateway:
 
     def response(self, flow: http.HTTPFlow) -> None:
         resp = flow.response
-        if resp is None or flow.metadata.get(M_REFUSED):
+        meta = flow.metadata
+        if resp is None or M_REFUSED in meta:
             return
         try:
-            pack = self.scope.pack_for(flow)
+            # The pack and route chosen when the request was protected: this response answers it.
+            pack = self.scope.by_id.get(meta.get(M_PACK))  # type: ignore[arg-type]
             if pack is None or self.revealer is None or resp.raw_content is None:
                 return
-            route_name = flow.metadata.get(M_ROUTE)
-            rules = next((r.reveal for r in pack.routes if r.name == route_name), ())
-            if not rules:
-                hit = pack.route_for(flow.request.method, core_protect.normalize_path(flow.request.path))
-                rules = hit[0].reveal if hit else ()
+            route_name = meta.get(M_ROUTE)
+            route = pack.route_named.get(route_name) if route_name else None
+            rules = route.reveal if route is not None else ()
+            h = resp.headers
+            coding = header(h, b"content-encoding")
             out = core_reveal.reveal_body(
-                self.revealer, resp.raw_content, resp.headers.get("content-type"),
-                resp.headers.get("content-encoding"), max_size=self.response_max, pack=pack, reveal_rules=rules,
+                self.revealer, resp.raw_content, header(h, b"content-type"), coding,
+                max_size=self.response_max, pack=pack, reveal_rules=rules,
             )
             self._note_reveal(flow, pack.id, route_name, out.stats, out.error)
             if out.body is not None:
                 resp.raw_content = out.body
-                resp.headers.pop("content-encoding", None)
-                if "transfer-encoding" not in resp.headers:
-                    resp.headers["content-length"] = str(len(out.body))
+                if coding is not None:
+                    h.pop("content-encoding", None)
+                if header(h, b"transfer-encoding") is None:
+                    h["content-length"] = str(len(out.body))
         except Exception as e:  # a response that cannot be revealed keeps its tokens: no plaintext leaks
             logger.error("cloakgate: internal error (%s) while revealing; response left as is", type(e).__name__)
 
