@@ -186,14 +186,14 @@ class Deterministic(Scheme):
         return tokens.encode("d", key.kid, ct)
 
 
-_WORD = re.compile(r"\w+")
 # Word tokens are deterministic: cache them per key (memory only; a key handle replaced by a new one
 # with the same id starts a new cache).
 _WORD_CACHE: dict[str, tuple[DataKey, dict[str, str]]] = {}
 _WORD_CACHE_SIZE = 50_000
 # Markup kept in clear when a words field holds HTML: comments, script/style blocks, tags, entities.
-_HTML_MARKUP = re.compile(
-    r"<!--.*?-->|<script\b.*?</script\s*>|<style\b.*?</style\s*>|<[^>]*>|&#?[A-Za-z0-9]+;",
+_WORD_SPLIT = re.compile(r"(\w+)")
+_HTML_SPLIT = re.compile(  # one capturing group: split() returns text, markup, text, ...
+    r"(<!--.*?-->|<script\b.*?</script\s*>|<style\b.*?</style\s*>|<[^>]*>|&#?[A-Za-z0-9]+;)",
     re.DOTALL | re.IGNORECASE,
 )
 
@@ -210,17 +210,22 @@ class Words(Scheme):
     name: str = "words"
     html: bool = False
 
-    def word(self, w: str, key: DataKey, ring: KeyRing) -> str:
+    @staticmethod
+    def _cache(key: DataKey) -> dict[str, str]:
         cache = _WORD_CACHE.get(key.kid)
         if cache is None or cache[0] is not key:
             cache = _WORD_CACHE[key.kid] = (key, {})
-        hit = cache[1].get(w)
+        return cache[1]
+
+    def word(self, w: str, key: DataKey, ring: KeyRing) -> str:
+        cache = self._cache(key)
+        hit = cache.get(w)
         if hit is not None:
             return hit
         tok = self._word(w, key, ring)
-        if len(cache[1]) >= _WORD_CACHE_SIZE:
-            cache[1].clear()
-        cache[1][w] = tok
+        if len(cache) >= _WORD_CACHE_SIZE:
+            cache.clear()
+        cache[w] = tok
         return tok
 
     def _word(self, w: str, key: DataKey, ring: KeyRing) -> str:
@@ -235,19 +240,32 @@ class Words(Scheme):
             return tokens.encode("d", key.kid, ct)
         return cased
 
-    def _text(self, text: str, key: DataKey, ring: KeyRing) -> str:
-        return _WORD.sub(lambda m: self.word(m.group(), key, ring), text)
+    def _words(self, parts: list[str], key: DataKey, ring: KeyRing) -> None:
+        """Replace every word of ``parts`` (split by _WORD_SPLIT: words at odd indexes) in place.
+
+        Words repeat: a cached word costs a dict look-up done in C, only new words run Python code.
+        """
+        words = parts[1::2]
+        toks = list(map(self._cache(key).get, words))
+        if None in toks:
+            for i, t in enumerate(toks):
+                if t is None:
+                    toks[i] = self.word(words[i], key, ring)
+        parts[1::2] = toks
 
     def protect(self, value: str, key: DataKey, ring: KeyRing, rand: Rand) -> str:
         if not self.html:
-            return self._text(value, key, ring)
+            parts = _WORD_SPLIT.split(value)
+            self._words(parts, key, ring)
+            return "".join(parts)
         out: list[str] = []
-        pos = 0
-        for m in _HTML_MARKUP.finditer(value):
-            out.append(self._text(value[pos : m.start()], key, ring))
-            out.append(m.group())
-            pos = m.end()
-        out.append(self._text(value[pos:], key, ring))
+        for i, chunk in enumerate(_HTML_SPLIT.split(value)):  # text, markup, text, ...
+            if i % 2:
+                out.append(chunk)  # markup stays as it is
+            else:
+                parts = _WORD_SPLIT.split(chunk)
+                self._words(parts, key, ring)
+                out += parts
         return "".join(out)
 
 
