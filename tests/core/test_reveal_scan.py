@@ -105,3 +105,11 @@ def test_property_scan_equals_the_grammar(pieces):
     for _ in range(2):  # cold, then warm
         new, stats = r.scan(body, "json")
         assert (new if new is not None else body) == reference(body, "json")
+
+
+def test_tokens_a_saas_upper_cased_are_found_beside_lower_case_ones():
+    t = det("Bob")
+    for body, n in ((t.upper(), 1), (f"{t} / {t.upper()}", 2), (f"{t.upper()} {t[:2].upper()}{t[2:]}", 2)):
+        new, stats = Revealer(RING).scan(body.encode(), "text")
+        assert new == reference(body.encode(), "text") and b"qx" not in new.lower(), body
+        assert stats.revealed == n and new.count(b"Bob") == n

@@ -25,6 +25,7 @@ from .rules import Pack, RevealRule
 
 CONTEXTS = ("json", "html", "xml", "text")
 _CAND_SPLIT = re.compile(b"(" + tokens.BODY_RE.pattern + b")")  # start condition checked in _glued
+_CAND_SPLIT_LOWER = re.compile(b"(qx" + tokens.BODY_RE.pattern[len(b"[Qq][Xx]"):] + b")")  # for text without QX, Qx, qX
 _ALNUM = re.compile(rb"[A-Za-z0-9]")
 _ESCAPE_END = re.compile(tokens.ESCAPE_END.encode() + rb"\Z")
 _LAST = operator.itemgetter(-1)
@@ -133,14 +134,17 @@ class Revealer:
         changes. Python-level work happens only for misses and for candidates glued to a word.
         """
         stats = RevealStats()
-        if b"qx" not in data and b"QX" not in data and b"Qx" not in data and b"qX" not in data:
+        # The gateway writes "qx" in lower case; other spellings appear only where the SaaS changed
+        # the case. Without them a literal prefix lets the regex engine skip text at memchr speed.
+        lower_only = b"QX" not in data and b"Qx" not in data and b"qX" not in data
+        if lower_only and b"qx" not in data:
             return None, stats
         if self.ring.generation != self._generation:
             self._cache.clear()
             self._escaped.clear()
             self._skip.clear()
             self._generation = self.ring.generation
-        parts = _CAND_SPLIT.split(data)  # text, candidate, text, candidate, ..., text
+        parts = (_CAND_SPLIT_LOWER if lower_only else _CAND_SPLIT).split(data)  # text, candidate, ..., text
         if len(parts) == 1:
             return None, stats
         fast = self._escaped.get((context, charset))
