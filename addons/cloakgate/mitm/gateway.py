@@ -366,7 +366,7 @@ class Gateway:
             flow.metadata[M_ROUTE] = route
             if out.body is not None:
                 req.raw_content = out.body
-                if "transfer-encoding" not in req.headers:
+                if header(req.headers, b"transfer-encoding") is None:
                     req.headers["content-length"] = str(len(out.body))
             if out.path is not None:
                 req.path = out.path
