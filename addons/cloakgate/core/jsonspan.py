@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -262,4 +263,4 @@ def leaves_under(nodes: list[Node], container: Node) -> list[Node]:
 
 def escape_string_body(value: str) -> bytes:
     """JSON string contents (no quotes) for ``value``, ASCII-safe where it matters for reveal."""
-    return json.dumps(value, ensure_ascii=False)[1:-1].encode("utf-8")
+    return encode_basestring(value)[1:-1].encode("utf-8")  # what json.dumps(ensure_ascii=False) does, in C
