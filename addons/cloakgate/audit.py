@@ -20,6 +20,19 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps with options builds one per call
+_second: list[Any] = [None, ""]  # the current second and its ISO 8601 text
+
+
+def _now() -> str:
+    """UTC time, ISO 8601 with milliseconds (as datetime.isoformat(timespec="milliseconds") writes it)."""
+    t = time.time()
+    sec = int(t)
+    if sec != _second[0]:
+        _second[:] = [sec, datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")]
+    return f"{_second[1]}.{int((t - sec) * 1000):03d}+00:00"
+
+
 class AuditLog:
     def __init__(self, path: str | None, *, buffer_seconds: float = 0.0):
         self.path = Path(path).expanduser() if path else None
@@ -33,9 +46,9 @@ class AuditLog:
             self._fh = os.fdopen(fd, "a", buffering=1 << 16, encoding="utf-8")
 
     def write(self, action: str, outcome: str = "ok", **fields: Any) -> None:
-        event = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "action": action, "outcome": outcome}
+        event = {"time": _now(), "action": action, "outcome": outcome}
         event.update({k: v for k, v in fields.items() if v is not None})
-        line = json.dumps(event, separators=(",", ":"), sort_keys=False)
+        line = _encode(event)
         if self._fh is None:
             logger.info("audit %s", line)
             return

@@ -50,3 +50,17 @@ def test_no_buffer_writes_every_event(tmp_path: Path):
     assert path.stat().st_mode & 0o777 == 0o600
     log.close()
     log.close()  # idempotent
+
+
+def test_event_time_is_iso8601_utc_with_milliseconds(tmp_path: Path):
+    from datetime import UTC, datetime, timedelta
+
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(str(path), buffer_seconds=0)
+    before = datetime.now(UTC)
+    log.write("protect", flow="f1")
+    after = datetime.now(UTC)
+    t = lines(path)[0]["time"]
+    assert len(t) == len("2026-01-01T00:00:00.000+00:00") and t.endswith("+00:00")
+    assert before - timedelta(milliseconds=1) <= datetime.fromisoformat(t) <= after
+    log.close()

@@ -25,7 +25,8 @@ from .rules import Pack, RevealRule
 
 CONTEXTS = ("json", "html", "xml", "text")
 _CAND_SPLIT = re.compile(b"(" + tokens.BODY_RE.pattern + b")")  # start condition checked in _glued
-_CAND_SPLIT_LOWER = re.compile(b"(qx" + tokens.BODY_RE.pattern[len(b"[Qq][Xx]"):] + b")")  # for text without QX, Qx, qX
+_CAND_SPLIT_LOWER_Q = re.compile(b"(q" + tokens.BODY_RE.pattern[len(b"[Qq]"):] + b")")  # text without "QX", "Qx"
+_UPPER_Q = re.compile(rb"Q[Xx]")
 _ALNUM = re.compile(rb"[A-Za-z0-9]")
 _ESCAPE_END = re.compile(tokens.ESCAPE_END.encode() + rb"\Z")
 _LAST = operator.itemgetter(-1)
@@ -134,17 +135,16 @@ class Revealer:
         changes. Python-level work happens only for misses and for candidates glued to a word.
         """
         stats = RevealStats()
-        # The gateway writes "qx" in lower case; other spellings appear only where the SaaS changed
-        # the case. Without them a literal prefix lets the regex engine skip text at memchr speed.
-        lower_only = b"QX" not in data and b"Qx" not in data and b"qX" not in data
-        if lower_only and b"qx" not in data:
-            return None, stats
+        # The gateway writes "qx" in lower case; an upper-case "Q" appears only where the SaaS changed
+        # the case. Without one, a literal "q" lets the regex engine skip text fast. Every pass over
+        # the body counts here: one search, one split, one join.
+        split = _CAND_SPLIT if _UPPER_Q.search(data) else _CAND_SPLIT_LOWER_Q
         if self.ring.generation != self._generation:
             self._cache.clear()
             self._escaped.clear()
             self._skip.clear()
             self._generation = self.ring.generation
-        parts = (_CAND_SPLIT_LOWER if lower_only else _CAND_SPLIT).split(data)  # text, candidate, ..., text
+        parts = split.split(data)  # text, candidate, text, candidate, ..., text
         if len(parts) == 1:
             return None, stats
         fast = self._escaped.get((context, charset))
@@ -242,12 +242,11 @@ def _glued(parts: list[bytes]) -> list[int]:
     ``parts`` alternates text and candidates; only the first text can be empty. A token may follow
     an escape that ends in a letter or digit (JSON ``\\n``, ``\\u001f``, URL ``%0A``).
     """
-    texts = parts[0:-1:2]
-    first = texts[0]
+    first = parts[0]
     out = [0] if first and first[-1:].isalnum() else []
-    lasts = bytes(map(_LAST, texts[1:]))  # the byte before each further candidate
+    lasts = bytes(map(_LAST, parts[2:-1:2]))  # the byte before each further candidate
     out.extend(m.start() + 1 for m in _ALNUM.finditer(lasts))
-    return [i for i in out if not _ESCAPE_END.search(texts[i])]
+    return [i for i in out if not _ESCAPE_END.search(parts[2 * i])]
 
 
 def reveal_positions(
