@@ -25,7 +25,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
@@ -412,6 +412,25 @@ class Result:
             "generator_cpu_pct": round(100.0 * self.generator_cpu_s / max(self.duration, 1e-9), 1),
             "notes": self.notes,
         }
+
+
+def merge(results: list[Result]) -> Result:
+    """One result from runs of the same configuration (segments): histograms added, counts summed."""
+    first = results[0]
+    if len(results) == 1:
+        return first
+    hists = {}
+    for name in ("lat", "svc", "lag"):
+        h = new_hist()
+        for r in results:
+            h.add(getattr(r, name))
+        hists[name] = h
+    total = {
+        k: sum(getattr(r, k) for r in results)
+        for k in ("duration", "scheduled", "completed", "ok", "non2xx", "errors", "bytes_in", "generator_cpu_s")
+    }
+    notes = [n for r in results for n in r.notes]
+    return replace(first, **hists, **total, notes=notes)
 
 
 def run(

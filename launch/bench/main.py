@@ -9,6 +9,10 @@ with the gateway), plus a throughput sweep, HAProxy scale-out, core microbenchma
 Results: ``launch/bench/results/<timestamp>/`` (results.md, results.json, latency.png, logs) and
 ``launch/bench/results/latest.md``. Only 127.0.0.1 is used; every child process is stopped at the
 end, also on errors, and dies with this process.
+
+The gateways take their keys from the key service in a SIMULATED TEE started for the run
+(``--keys service``, the default; ``--keys dev``: a DEVELOPMENT key ring file), and the key-service
+calls they make during the constant-rate runs are counted from the service's audit log.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import keycalls  # noqa: E402
+import keypipe  # noqa: E402
+import keysource  # noqa: E402
 import loadgen  # noqa: E402
 import plot  # noqa: E402
 import procs  # noqa: E402
@@ -46,6 +52,7 @@ CONFIGS = ("direct", "passthrough", "gateway")
 MODES = {  # per mode: constant-rate run, sweep steps, microbenchmark time, profile time, safety deadline
     "full": dict(
         duration=120.0,
+        segments=4,
         warmup=5.0,
         probe=10.0,
         step=15.0,
@@ -57,7 +64,8 @@ MODES = {  # per mode: constant-rate run, sweep steps, microbenchmark time, prof
         max_minutes=90.0,
     ),
     "quick": dict(
-        duration=10.0,
+        duration=12.0,
+        segments=3,
         warmup=2.0,
         probe=3.0,
         step=4.0,
@@ -70,6 +78,7 @@ MODES = {  # per mode: constant-rate run, sweep steps, microbenchmark time, prof
     ),
     "smoke": dict(
         duration=0.6,
+        segments=2,
         warmup=0.2,
         probe=0.5,
         step=0.5,
@@ -111,6 +120,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--connections", type=int, default=50, help="connections (paper: 50)")
     ap.add_argument("--workers", type=int, default=2, help="generator processes (paper: 2 threads)")
     ap.add_argument("--duration", type=float, help="seconds per constant-rate run (paper: 120; --quick 10)")
+    ap.add_argument(
+        "--segments",
+        type=int,
+        help="constant-rate runs are cut into this many segments, the configurations alternating "
+        "(A B C, C B A, ...), their histograms merged: every configuration sees the same machine drift",
+    )
     ap.add_argument("--warmup", type=float, help="seconds of warm-up before measuring, per run")
     ap.add_argument("--workloads", default=",".join(workloads.WORKLOADS), help="constant-rate workloads")
     ap.add_argument("--configs", default=",".join(CONFIGS), help="configurations to measure")
@@ -154,6 +169,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rules", type=Path, help="rules directory for the gateway (default: the checkout's rules/)"
     )
     ap.add_argument(
+        "--keys",
+        choices=("service", "dev"),
+        default="service",
+        help="where the gateways' keys come from: the key service in a SIMULATED TEE started for the run "
+        "(default), or a DEVELOPMENT key ring file",
+    )
+    ap.add_argument(
+        "--key-ttl",
+        type=int,
+        default=3600,
+        help="seconds the key service lets gateways cache released keys (default 3600: one lease covers "
+        "the run, so the count shows calls made per request; the service's own default is 300, and a "
+        "gateway renews from 3/4 of the lease on, in the background: such a renewal is counted too)",
+    )
+    ap.add_argument(
         "--gateway-script",
         type=Path,
         help="mitmdump script of the gateway (default: addons/gateway.py; "
@@ -165,7 +195,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         procs.GATEWAY_SCRIPT = a.gateway_script.resolve()
     a.mode = "smoke" if a.smoke else "quick" if a.quick else "full"
     d = MODES[a.mode]
-    for k in ("duration", "warmup", "probe", "step", "rounds"):
+    for k in ("duration", "segments", "warmup", "probe", "step", "rounds"):
         if getattr(a, k) is None:
             setattr(a, k, d[k])
     if a.profile_seconds is None:
@@ -256,7 +286,6 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     latest = a.latest if a.latest else (RESULTS / "latest.md" if a.out is None else None)
     tmp = Path(tempfile.mkdtemp(prefix="cloakgate-bench-"))
-    keyring = tmp / "keys" / "keyring.json"
     children = procs.Children()
     signal.signal(signal.SIGTERM, _raise_exit)
     signal.signal(signal.SIGALRM, _raise_deadline)
@@ -276,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                 "connections": a.connections,
                 "workers": a.workers,
                 "duration": a.duration,
+                "segments": a.segments,
                 "warmup": a.warmup,
                 "workloads": a.workload_list,
                 "slo_p90_ms": a.slo_p90_ms,
@@ -291,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     rc = 0
     try:
-        rc = run(a, res, tmp, keyring, children, proxy_cpus, gen_cpus, out)
+        rc = run(a, res, tmp, children, proxy_cpus, gen_cpus, out)
     except (Deadline, KeyboardInterrupt, SystemExit) as e:
         res["notes"].append(f"run interrupted: {type(e).__name__} {e}")
         log(f"bench: interrupted ({type(e).__name__} {e})")
@@ -351,7 +381,6 @@ def run(
     a: argparse.Namespace,
     res: dict,
     tmp: Path,
-    keyring: Path,
     children: procs.Children,
     proxy_cpus: set[int] | None,
     gen_cpus: set[int] | None,
@@ -359,21 +388,23 @@ def run(
 ) -> int:
     lifetime = a.max_minutes * 60 + 60
 
+    # 0. the keys: the key service (started first, stopped last by children.stop_all) or the dev ring
+    keys = start_keys(a, res, tmp, children)
+
     # 1. microbenchmarks first, on a quiet machine
-    keyring.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not a.no_micro:
         log("bench: microbenchmarks of the core")
         import micro
 
         try:
-            res["micro"] = micro.run(keyring, a.micro_time)
+            res["micro"] = micro.run(keys.ring, a.micro_time)
         except Exception as e:  # noqa: BLE001 - the core may be mid-change; the load tests still run
             res["notes"].append(f"microbenchmarks failed: {type(e).__name__}: {_oneline(str(e))}")
             log(f"bench: microbenchmarks failed: {type(e).__name__}: {e}")
 
     # 2. upstream, passthrough, gateway (started together, measured one at a time)
     log("bench: starting the fake upstream and the proxies")
-    upstream, info = procs.start_upstream(children, tmp, keyring, lifetime, gen_cpus)
+    upstream, info = procs.start_upstream(children, tmp, keypipe.encode(keys.ring), lifetime, gen_cpus)
     res["workload_info"] = {
         k: info[k] for k in ("list_tokens", "list_truncated", "list_bytes", "light_tokens", "light_bytes")
     }
@@ -383,13 +414,17 @@ def run(
         if cfg == "direct":
             res["configs"][cfg] = {"status": "ok"}
             continue
+        if cfg == "gateway" and keys.gateway_args is None:
+            res["configs"][cfg] = {"status": "skipped", "reason": keys.problem}
+            log(f"bench: {cfg} SKIPPED: {keys.problem}")
+            continue
         proxies[cfg] = procs.start_mitmdump(
             children,
             cfg,
             upstream.port,
             gateway=cfg == "gateway",
             tmp=tmp,
-            keyring=keyring,
+            keys=keys.gateway_args or [],
             cpus=proxy_cpus,
             rules=a.rules,
             extra=_extra(a),
@@ -412,7 +447,7 @@ def run(
     for cfg in list(ports):
         audit = tmp / f"audit-{cfg}.jsonl" if cfg == "gateway" else None
         try:
-            facts = verify.check(cfg, ports[cfg], upstream.port, audit, info)
+            facts = verify.check(cfg, ports[cfg], upstream.port, audit, info, keys.ring)
         except Exception as e:  # noqa: BLE001 - reported, the configuration is skipped
             facts = {"ok": False, "problems": [f"{type(e).__name__}: {e}"]}
         res["configs"][cfg]["verify"] = facts
@@ -455,37 +490,46 @@ def run(
         f"bench: constant rate {a.rate:g} req/s x {a.duration:g} s, {a.connections} connections, "
         f"{a.workers} workers"
     )
-    key_source = "dev"
+    key_runs: list[keycalls.Run] = []
+    segments = max(1, a.segments)
     for wl in a.workload_list:
-        for cfg in CONFIGS:
-            if cfg not in ports:
-                continue
-            pr = proxies.get(cfg)
-            before = keycalls.read_counter(key_source) if cfg == "gateway" else None
-            c0, u0, t0 = (pr.cpu() if pr else 0.0), upstream.cpu(), time.monotonic()
-            r = loadgen.run(
-                ports[cfg],
-                wl,
-                mode="open",
-                rate=a.rate,
-                connections=a.connections,
-                workers=a.workers,
-                duration=a.duration,
-                warmup=a.warmup,
-                drain=a.drain,
-                cpus=gen_cpus,
-            )
-            dt = time.monotonic() - t0
+        cfgs = [c for c in CONFIGS if c in ports]
+        parts: dict[str, list[loadgen.Result]] = {c: [] for c in cfgs}
+        cpu = {c: [0.0, 0.0, 0.0] for c in cfgs}  # proxy CPU s, upstream CPU s, wall s
+        before = {c: keycalls.read_counter(keys.audit) if c == "gateway" else None for c in cfgs}
+        for seg in range(segments):  # A B C, C B A, ...: drift of the machine hits every configuration alike
+            for cfg in cfgs if seg % 2 == 0 else reversed(cfgs):
+                pr = proxies.get(cfg)
+                c0, u0, t0 = (pr.cpu() if pr else 0.0), upstream.cpu(), time.monotonic()
+                parts[cfg].append(
+                    loadgen.run(
+                        ports[cfg],
+                        wl,
+                        mode="open",
+                        rate=a.rate,
+                        connections=a.connections,
+                        workers=a.workers,
+                        duration=a.duration / segments,
+                        warmup=a.warmup,
+                        drain=a.drain,
+                        cpus=gen_cpus,
+                    )
+                )
+                acc = cpu[cfg]
+                acc[0] += (pr.cpu() - c0) if pr else 0.0
+                acc[1] += upstream.cpu() - u0
+                acc[2] += time.monotonic() - t0
+        for cfg in cfgs:
+            r = loadgen.merge(parts[cfg])
+            proxy_s, upstream_s, dt = cpu[cfg]
             s = r.summary()
-            s.update(config=cfg, workload=wl)
-            s["upstream_cpu_pct"] = round(100 * (upstream.cpu() - u0) / dt, 1)
-            if pr:
-                s["proxy_cpu_pct"] = round(100 * (pr.cpu() - c0) / dt, 1)
+            s.update(config=cfg, workload=wl, segments=segments)
+            s["upstream_cpu_pct"] = round(100 * upstream_s / dt, 1)
+            if cfg in proxies:
+                s["proxy_cpu_pct"] = round(100 * proxy_s / dt, 1)
                 s["cpu_ms_per_req"] = (s["proxy_cpu_pct"] / 100) / max(r.achieved, 1e-9) * 1000
-            if cfg == "gateway" and wl == "list":
-                res["keycalls"] = keycalls.measure(
-                    key_source, before, keycalls.read_counter(key_source), r.completed
-                ).__dict__
+            if cfg == "gateway":
+                key_runs.append(keycalls.Run(wl, before[cfg], keycalls.read_counter(keys.audit), r.completed))
             res["constant"].append(s)
             hists[(cfg, wl)] = r.lat
             log(
@@ -493,8 +537,9 @@ def run(
                 f"max {s['max']:7.2f} ms  {s['achieved']:6.0f} req/s  err {s['errors'] + s['non2xx']}  "
                 f"proxy CPU {s.get('proxy_cpu_pct', 0):5.1f} %"
             )
-    if "gateway" not in ports and "keycalls" not in res:
-        res["keycalls"] = None
+    res["keycalls"] = keycalls.measure(keys.source, key_runs) if key_runs else None
+    if key_runs:
+        log(f"bench: key-service calls in the gateway's constant-rate runs: {res['keycalls']['text']}")
 
     # 5. throughput sweep
     spec = sweep.SweepSpec(
@@ -549,23 +594,41 @@ def run(
     elif "gateway" not in ports:
         res["scale"] = {"reason": "the gateway configuration did not run (see above)"}
     else:
-        res["scale"] = scale_out(a, tmp, keyring, children, upstream.port, spec)
+        res["scale"] = scale_out(a, tmp, keys.gateway_args or [], children, upstream.port, spec)
 
     # 7. profile
     if a.profile and "gateway" not in ports:
         res["profile"] = "not profiled: the gateway configuration did not run"
     elif a.profile:
-        res["profile"] = profile(a, tmp, keyring, children, upstream.port, out, proxy_cpus, gen_cpus)
+        res["profile"] = profile(
+            a, tmp, keys.gateway_args or [], children, upstream.port, out, proxy_cpus, gen_cpus
+        )
     upstream_check = upstream.alive()
     if not upstream_check:
         res["notes"].append("the upstream died during the run: results are suspect")
     return 0
 
 
+def start_keys(
+    a: argparse.Namespace, res: dict, tmp: Path, children: procs.Children
+) -> keysource.Keys:
+    """The run's keys, named in the results; a key service that fails skips the gateway, not the run."""
+    if a.keys == "dev":
+        keys = keysource.dev(tmp, a.rules)
+    else:
+        log("bench: starting the key service (SIMULATED TEE) and fetching the keys the gateways will get")
+        keys = keysource.service(children, tmp, a.rules, a.key_ttl)
+    res["meta"]["keys"] = {"source": keys.source, "text": keys.text}
+    if keys.problem:
+        res["notes"].append(keys.problem)
+        log(f"bench: {keys.problem}")
+    return keys
+
+
 def scale_out(
     a: argparse.Namespace,
     tmp: Path,
-    keyring: Path,
+    key_args: list[str],
     children: procs.Children,
     upstream_port: int,
     spec: sweep.SweepSpec,
@@ -589,7 +652,7 @@ def scale_out(
                     upstream_port,
                     gateway=True,
                     tmp=tmp,
-                    keyring=keyring,
+                    keys=key_args,
                     cpus=None,
                     rules=a.rules,
                     extra=_extra(a),
@@ -640,7 +703,7 @@ def scale_out(
 def profile(
     a: argparse.Namespace,
     tmp: Path,
-    keyring: Path,
+    key_args: list[str],
     children: procs.Children,
     upstream_port: int,
     out: Path,
@@ -649,7 +712,7 @@ def profile(
 ) -> str:
     parts = []
     for wl in [w for w in a.profile_workload.split(",") if w]:
-        text = profile_one(wl, a, tmp, keyring, children, upstream_port, out, proxy_cpus, gen_cpus)
+        text = profile_one(wl, a, tmp, key_args, children, upstream_port, out, proxy_cpus, gen_cpus)
         parts.append(f"### Under closed-loop load, workload {wl}\n\n{text}")
     return "\n\n".join(parts)
 
@@ -658,7 +721,7 @@ def profile_one(
     workload: str,
     a: argparse.Namespace,
     tmp: Path,
-    keyring: Path,
+    key_args: list[str],
     children: procs.Children,
     upstream_port: int,
     out: Path,
@@ -681,7 +744,7 @@ def profile_one(
         upstream_port,
         gateway=True,
         tmp=tmp,
-        keyring=keyring,
+        keys=key_args,
         cpus=proxy_cpus,
         rules=a.rules,
         wrap=wrap,

@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import workloads
 
@@ -96,11 +97,12 @@ class Rows:
         self.rows.append(row)
 
 
-def run(keyring: Path, min_time: float = 0.5) -> list[dict]:
+def run(ring: Any, min_time: float = 0.5) -> list[dict]:
+    """Every row, with the keys of ``ring`` (a cloakgate key ring: the ones the gateway holds)."""
     from cloakgate.core import schemes, tokens
     from cloakgate.core.rules import load_pack, normalize_path
 
-    ring, key = workloads.ring_for(keyring)
+    key = ring.primary(workloads.PACK)
     rows = Rows(min_time)
     rand = os.urandom
 
@@ -156,7 +158,7 @@ def run(keyring: Path, min_time: float = 0.5) -> list[dict]:
     rows.add("reveal per field (uncached)", "mask", None, skip="irreversible by design")
 
     # --- reveal scan per KB and the Revealer cache ----------------------------------------------------
-    bodies = workloads.build_bodies(keyring)
+    bodies = workloads.build_bodies(ring)
     try:
         from cloakgate.core.reveal import Revealer, reveal_body
 

@@ -1,4 +1,5 @@
-"""Child processes of the benchmark: the fake upstream, mitmdump (passthrough or gateway), HAProxy.
+"""Child processes of the benchmark: the key service, the fake upstream, mitmdump (passthrough or
+gateway), HAProxy.
 
 Every child runs in its own session, receives SIGTERM when the benchmark process dies (Linux
 ``PR_SET_PDEATHSIG``), and is stopped by ``Children.stop_all()`` at the end, also on errors. CPU
@@ -59,6 +60,7 @@ class Proc:
         cpus: set[int] | None = None,
         cwd: Path | None = None,
         stdout_pipe: bool = False,
+        stdin_pipe: bool = False,
     ):
         self.name = name
         self.argv = [str(a) for a in argv]
@@ -66,6 +68,7 @@ class Proc:
         self.cpus = cpus
         self.cwd = cwd
         self.stdout_pipe = stdout_pipe
+        self.stdin_pipe = stdin_pipe
         self.popen: subprocess.Popen | None = None
         self.port: int | None = None
 
@@ -81,6 +84,7 @@ class Proc:
         out = subprocess.PIPE if self.stdout_pipe else open(self.log, "wb")
         self.popen = subprocess.Popen(
             self.argv,
+            stdin=subprocess.PIPE if self.stdin_pipe else None,
             stdout=out,
             stderr=open(self.log, "ab") if self.stdout_pipe else subprocess.STDOUT,
             cwd=self.cwd,
@@ -166,17 +170,24 @@ class Children:
 
 
 def start_upstream(
-    children: Children, tmp: Path, keyring: Path, lifetime: float, cpus: set[int] | None
+    children: Children, tmp: Path, keys: bytes, lifetime: float, cpus: set[int] | None
 ) -> tuple[Proc, dict]:
+    """The fake Graph; ``keys`` (``keypipe.encode``) go into its stdin, never into a file."""
     proc = children.add(
         Proc(
             "upstream",
-            [sys.executable, HERE / "upstream.py", "--keyring", keyring, "--lifetime", str(int(lifetime))],
+            [sys.executable, HERE / "upstream.py", "--lifetime", str(int(lifetime))],
             tmp / "upstream.log",
             cpus=cpus,
             stdout_pipe=True,
+            stdin_pipe=True,
         ).start()
     )
+    try:
+        proc.popen.stdin.write(keys)
+        proc.popen.stdin.close()
+    except OSError:  # it died before reading: its log says why
+        pass
     import selectors
 
     with selectors.DefaultSelector() as sel:  # the upstream prints one JSON line once it listens
@@ -199,7 +210,7 @@ def mitmdump_argv(
     *,
     gateway: bool,
     tmp: Path,
-    keyring: Path,
+    keys: Sequence[str],
     name: str,
     rules: Path | None = None,
     extra: Sequence[str] = (),
@@ -225,8 +236,7 @@ def mitmdump_argv(
         argv += [
             "-s",
             str(script or GATEWAY_SCRIPT),
-            "--set",
-            f"cloakgate_dev_keyring={keyring}",
+            *keys,
             "--set",
             f"cloakgate_audit={tmp / f'audit-{name}.jsonl'}",
         ]
@@ -242,16 +252,17 @@ def start_mitmdump(
     *,
     gateway: bool,
     tmp: Path,
-    keyring: Path,
+    keys: Sequence[str],
     cpus: set[int] | None,
     rules: Path | None = None,
     wrap: Sequence[str] = (),
     extra: Sequence[str] = (),
 ) -> Proc:
-    """Start mitmdump as a reverse proxy to the upstream (call ``wait_port(proc.port)`` before use)."""
+    """Start mitmdump as a reverse proxy to the upstream (call ``wait_port(proc.port)`` before use);
+    ``keys`` are the gateway's key options (``keysource.Keys.gateway_args``)."""
     port = free_port()
     argv = mitmdump_argv(
-        port, upstream_port, gateway=gateway, tmp=tmp, keyring=keyring, name=name, rules=rules, extra=extra
+        port, upstream_port, gateway=gateway, tmp=tmp, keys=keys, name=name, rules=rules, extra=extra
     )
     if wrap:  # e.g. [python, cprofile_mitmdump.py, out.prof, "--"]: the wrapper runs mitmdump itself
         argv = [*wrap, *argv[1:]]

@@ -113,8 +113,8 @@ def targets(res: dict) -> list[dict]:
     out.append(
         {
             "target": "key-service calls per request in steady state = 0",
-            "measured": kc["text"] if kc else "not measured",
-            "met": None if not kc or kc["per_request"] is None else kc["per_request"] == 0,
+            "measured": kc["text"] if kc else "not measured (no constant-rate run of the gateway)",
+            "met": None if not kc or kc.get("calls") is None else kc["calls"] == 0,
         }
     )
     sc = res.get("scale") or {}
@@ -199,6 +199,10 @@ def markdown(res: dict, png_name: str = "latency.png") -> str:
         "share the "
         "machine's cores with the proxy."
     )
+    keys = m.get("keys")
+    if keys:
+        L.append("")
+        L.append(f"Keys: {keys['text']}.")
     wi = res.get("workload_info", {})
     L.append("")
     L.append(
@@ -217,7 +221,10 @@ def markdown(res: dict, png_name: str = "latency.png") -> str:
     L.append("")
     L.append(
         f"## Constant rate: {p['rate']:g} req/s, {p['connections']} connections, {p['workers']} workers, "
-        f"{p['duration']:g} s (+{p['warmup']:g} s warm-up)"
+        f"{p['duration']:g} s" + (
+            f" in {p['segments']} segments of {p['duration'] / p['segments']:g} s, the configurations "
+            "alternating (A B C, C B A, ...; histograms merged)" if p.get("segments", 1) > 1 else ""
+        ) + f" (+{p['warmup']:g} s warm-up per segment)"
     )
     L.append("")
     L.append(
@@ -291,6 +298,10 @@ def markdown(res: dict, png_name: str = "latency.png") -> str:
     L.append("|---|---|---|")
     for t in res.get("targets", []):
         L.append(f"| {t['target']} | {t['measured']} | {_verdict(t['met'])} |")
+    kc = res.get("keycalls")
+    if kc and kc.get("counted"):
+        L.append("")
+        L.append(f"Key-service calls counted: {kc['counted']}.")
 
     sc = res.get("scale") or {}
     L.append("")

@@ -3,10 +3,12 @@
 It serves precomputed responses, so it stays far from being the bottleneck (measured in the
 "direct" configuration). Run as a process of its own::
 
-    python upstream.py --keyring KEYRING --lifetime 600
+    python upstream.py --lifetime 600
 
-It prints one JSON line ``{"port": ..., "list_tokens": ...}`` when it listens, and exits by itself
-after ``--lifetime`` seconds or when its parent dies. It listens on 127.0.0.1 only.
+It reads its data keys from stdin (``keypipe``: the benchmark writes them into a pipe, so key
+material never touches a file) and makes the responses' tokens with them. It prints one JSON line
+``{"port": ..., "list_tokens": ...}`` when it listens, and exits by itself after ``--lifetime``
+seconds or when its parent dies. It listens on 127.0.0.1 only.
 
 Routes: ``GET .../messages?...$top=50`` (light), ``GET .../messages`` (list), ``POST .../sendMail``
 (202), ``POST .../messages`` (201, echoes the created message), ``GET /_bench/last`` (the last POST
@@ -25,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import keypipe  # noqa: E402
 import workloads  # noqa: E402
 
 _JSON = b"Content-Type: application/json; charset=utf-8\r\n"
@@ -118,8 +121,8 @@ class Conn(asyncio.Protocol):
                 return
 
 
-async def serve(keyring: Path, port: int, lifetime: float) -> None:
-    bodies = workloads.build_bodies(keyring)
+async def serve(ring: object, port: int, lifetime: float) -> None:
+    bodies = workloads.build_bodies(ring)
     app = App(bodies)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Conn(app), "127.0.0.1", port, backlog=1024)
@@ -149,12 +152,12 @@ async def serve(keyring: Path, port: int, lifetime: float) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--keyring", type=Path, required=True)
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--lifetime", type=float, default=3600.0, help="exit after this many seconds")
     a = ap.parse_args()
     os.nice(0)
-    asyncio.run(serve(a.keyring, a.port, a.lifetime))
+    ring = keypipe.read(sys.stdin.buffer)
+    asyncio.run(serve(ring, a.port, a.lifetime))
 
 
 if __name__ == "__main__":

@@ -2,30 +2,42 @@
 
 For the gateway this proves the numbers are about a working gateway: the client gets plaintext
 back (no complete token left in the list and light responses, only the ones ``bodyPreview`` cut
-short), the upstream received tokens and none of the plaintext words, and the audit log counts what
-was revealed and protected per request.
+short), the upstream received tokens and none of the plaintext words, those tokens name the primary
+key of the benchmark's key ring (the gateway holds the keys the benchmark got: from the key service,
+or the same development key ring), and the audit log counts what was revealed and protected per
+request.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 import workloads
 
 
 def _tokens(data: bytes) -> tuple[int, int]:
+    complete, truncated, _ = _scan(data)
+    return complete, truncated
+
+
+def _scan(data: bytes) -> tuple[int, int, set[str]]:
+    """Complete tokens, truncated ones, and the key ids the complete ones name."""
     from cloakgate.core import tokens
 
     complete = truncated = 0
+    kids: set[str] = set()
     for m in tokens.TOKEN_RE.finditer(data):
         try:
-            tokens.split(m.group().decode())
+            parsed, _ = tokens.split(m.group().decode())
             complete += 1
+            kids.add(parsed.kid)
         except Exception:
             truncated += 1
-    return complete, truncated
+    return complete, truncated, kids
 
 
 def _send(port: int, raw: bytes) -> tuple[int, bytes]:
@@ -41,23 +53,28 @@ def _send(port: int, raw: bytes) -> tuple[int, bytes]:
         conn.close()
 
 
-def _last_audit(audit: Path, action: str) -> dict | None:
-    try:
-        lines = audit.read_text().splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
+def _last_audit(audit: Path, action: str, wait: float = 3.0) -> dict | None:
+    """The latest audit event of ``action``; waits for the gateway's audit buffer (1 s) to be written."""
+    deadline = time.monotonic() + wait
+    while True:
         try:
-            ev = json.loads(line)
-        except ValueError:
-            continue
-        if ev.get("action") == action:
-            return ev
-    return None
+            lines = audit.read_text().splitlines()
+        except OSError:
+            lines = []
+        for line in reversed(lines):
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if ev.get("action") == action:
+                return ev
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.1)
 
 
-def check(config: str, port: int, upstream_port: int, audit: Path | None, info: dict) -> dict:
-    """Returns {"ok": bool, "problems": [...], facts...}."""
+def check(config: str, port: int, upstream_port: int, audit: Path | None, info: dict, ring: Any) -> dict:
+    """Returns {"ok": bool, "problems": [...], facts...}; ``ring`` is the benchmark's key ring."""
     problems: list[str] = []
     facts: dict = {}
     gateway = config.startswith("gateway")
@@ -94,7 +111,7 @@ def check(config: str, port: int, upstream_port: int, audit: Path | None, info: 
             w for w in subject.replace(".", " ").replace("!", " ").replace("?", " ").split() if len(w) > 3
         ]
         leaked = [w for w in plain_words if w.encode() in received]
-        up_tokens, _ = _tokens(received)
+        up_tokens, _, kids = _scan(received)
         if gateway:
             ev = _last_audit(audit, "protect") if audit else None
             facts.setdefault("fields_protected", []).append((ev or {}).get("counts", {}).get("fields"))
@@ -102,6 +119,12 @@ def check(config: str, port: int, upstream_port: int, audit: Path | None, info: 
                 problems.append("plaintext reached the upstream")
             if up_tokens < 10:
                 problems.append(f"only {up_tokens} token(s) reached the upstream")
+            primary = ring.primary(workloads.PACK).kid
+            if kids - {primary}:
+                problems.append(
+                    f"the gateway protected with key id(s) {sorted(kids - {primary})}, not the primary "
+                    f"{primary!r} of the benchmark's keys"
+                )
         facts.setdefault("upstream_tokens_per_post", []).append(up_tokens)
     facts["ok"] = not problems
     facts["problems"] = problems

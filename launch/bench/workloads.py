@@ -1,7 +1,8 @@
 """The benchmark's Outlook-like workloads: what the fake Graph returns and what the client sends.
 
 Responses hold tokens exactly as the gateway writes them (made with cloakgate's own core and the
-same development key ring file the gateway is started with), so the gateway reveals real tokens:
+very keys the gateway holds: released by the key service, or derived from the same development key
+ring file; see ``keysource``), so the gateway reveals real tokens:
 
 - ``list``: ``GET /v1.0/me/messages?$top=10``, ten Graph messages whose subject, body (HTML),
   sender and recipient names are word tokens, plus a ``bodyPreview`` cut at 255 characters the way
@@ -21,9 +22,10 @@ import json
 import os
 import random
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 HOST = "graph.microsoft.com"
+PACK = "m365"  # the rule pack that applies to HOST
 LIST_TARGET = "/v1.0/me/messages?$top=10"
 LIGHT_TARGET = "/v1.0/me/messages?$select=subject&$top=50"
 MESSAGES_TARGET = "/v1.0/me/messages"
@@ -139,17 +141,11 @@ class Bodies:
     light_tokens: int
 
 
-def ring_for(keyring: Path):  # noqa: ANN201 - cloakgate types stay inside this function
-    from cloakgate.keysource import DevKeySource
-
-    ring = DevKeySource(keyring).ring(["m365"])
-    return ring, ring.primary("m365")
-
-
-def build_bodies(keyring: Path, seed: int = 11) -> Bodies:
+def build_bodies(ring: Any, seed: int = 11) -> Bodies:
+    """The responses, their tokens made with the primary key of ``ring`` (a cloakgate key ring)."""
     from cloakgate.core import schemes, tokens
 
-    ring, key = ring_for(keyring)
+    key = ring.primary(PACK)
     words = schemes.Words()
     html = schemes.Words(html=True)
     det = schemes.Deterministic()
