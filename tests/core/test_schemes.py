@@ -1,4 +1,5 @@
 import os
+import re
 
 import pytest
 from hypothesis import assume, given, settings
@@ -50,6 +51,19 @@ def test_no_word_survives_words_scheme(words):
     assert protected.endswith("!")
     assert all(t.lower().startswith("qx") for t in protected[:-1].split(" "))
     assert reveal_all(protected) == value
+
+
+@given(st.lists(st.sampled_from(["Anna", "anna", "Meyer", "ANNA", "x", "Ünal", "qx", "Anna Meyer"]), max_size=4),
+       st.sampled_from([" ", ", ", "-", "\n"]))
+@settings(max_examples=80)
+def test_words_phrase_cache_gives_what_word_by_word_gives(words, sep):
+    value = sep.join(words)
+    fresh = make_key("wpc", "test", seed=len(value) + 40)  # a new key: an empty cache
+    first = schemes.Words().protect(value, fresh, RING, os.urandom)  # phrase and words cached
+    again = schemes.Words().protect(value, fresh, RING, os.urandom)  # served whole from the cache
+    by_word = "".join(schemes.Words().word(p, fresh, RING) if i % 2 else p
+                      for i, p in enumerate(re.split(r"(\w+)", value)))
+    assert first == again == by_word
 
 
 def test_words_are_deterministic_and_case_folded_for_search():

@@ -190,6 +190,7 @@ class Deterministic(Scheme):
 # with the same id starts a new cache).
 _WORD_CACHE: dict[str, tuple[DataKey, dict[str, str]]] = {}
 _WORD_CACHE_SIZE = 50_000
+_PHRASE_MAX = 80  # longest text value kept whole in the word cache
 # Markup kept in clear when a words field holds HTML: comments, script/style blocks, tags, entities.
 _WORD_SPLIT = re.compile(r"(\w+)")
 _HTML_SPLIT = re.compile(  # one capturing group: split() returns text, markup, text, ...
@@ -255,9 +256,20 @@ class Words(Scheme):
 
     def protect(self, value: str, key: DataKey, ring: KeyRing, rand: Rand) -> str:
         if not self.html:
+            # Short values (names, subjects) repeat as a whole: the word cache keeps them too, and a
+            # single word is its own entry either way.
+            cache = self._cache(key)
+            hit = cache.get(value)
+            if hit is not None:
+                return hit
             parts = _WORD_SPLIT.split(value)
             self._words(parts, key, ring)
-            return "".join(parts)
+            out = "".join(parts)
+            if len(value) <= _PHRASE_MAX:
+                if len(cache) >= _WORD_CACHE_SIZE:
+                    cache.clear()
+                cache[value] = out
+            return out
         out: list[str] = []
         for i, chunk in enumerate(_HTML_SPLIT.split(value)):  # text, markup, text, ...
             if i % 2:
