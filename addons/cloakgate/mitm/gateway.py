@@ -34,9 +34,9 @@ from .flows import (
     M_ROUTE,
     M_SEEN,
     MARK_PROTECTED,
+    Scope,
     add_comment,
     header,
-    Scope,
     logger,
     refuse,
 )
