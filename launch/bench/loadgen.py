@@ -199,6 +199,22 @@ class Tally:
     errors: int = 0  # connection errors, timeouts, malformed responses
     bytes_in: int = 0
 
+    def response(self, status: int, body: bytes, lat_us: int, svc_us: int) -> None:
+        """One answered request of the measured window."""
+        self.completed += 1
+        self.bytes_in += len(body)
+        self.lat.record_value(lat_us)
+        self.svc.record_value(svc_us)
+        if 200 <= status < 300:
+            self.ok += 1
+        else:
+            self.non2xx += 1
+
+
+def _us(seconds: float) -> int:
+    """A latency in microseconds, clamped to what the histograms hold."""
+    return max(1, min(HIST_MAX_US, int(seconds * 1e6)))
+
 
 async def _connect(loop: asyncio.AbstractEventLoop, port: int) -> ClientConn:
     _, proto = await loop.create_connection(lambda: ClientConn(loop), "127.0.0.1", port)
@@ -252,14 +268,7 @@ async def _open_conn(
                 continue
             done = loop.time()
             if measured:
-                tally.completed += 1
-                tally.bytes_in += len(body)
-                tally.lat.record_value(max(1, min(HIST_MAX_US, int((done - sched) * 1e6))))
-                tally.svc.record_value(max(1, min(HIST_MAX_US, int((done - sent) * 1e6))))
-                if 200 <= status < 300:
-                    tally.ok += 1
-                else:
-                    tally.non2xx += 1
+                tally.response(status, body, _us(done - sched), _us(done - sent))
     finally:
         conn.close()
 
@@ -289,15 +298,8 @@ async def _closed_conn(
             done = loop.time()
             if sent >= t_warm and done <= t_end:
                 tally.scheduled += 1
-                tally.completed += 1
-                tally.bytes_in += len(body)
-                us = max(1, min(HIST_MAX_US, int((done - sent) * 1e6)))
-                tally.lat.record_value(us)
-                tally.svc.record_value(us)
-                if 200 <= status < 300:
-                    tally.ok += 1
-                else:
-                    tally.non2xx += 1
+                us = _us(done - sent)
+                tally.response(status, body, us, us)
     finally:
         conn.close()
 
