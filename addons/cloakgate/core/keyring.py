@@ -7,9 +7,9 @@ HKDF-SHA256 once and cached on the handle.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from .errors import KeyUnavailable
 from .tokens import is_kid
 
+T = TypeVar("T")
 SUBKEY_LEN = {"aead": 32, "deterministic": 64, "words": 64, "email": 64, "fpe": 32}
 
 
@@ -55,6 +56,13 @@ class DataKey:
             p = AESGCM(self.subkey(purpose)) if purpose == "aead" else AESSIV(self.subkey(purpose))
             self._prims[purpose] = p
         return p
+
+    def cached(self, slot: str, build: Callable[[], T]) -> T:
+        """Per-key state built once (a cipher, a token cache): it lives and dies with this handle."""
+        v = self._prims.get(slot)
+        if v is None:
+            v = self._prims[slot] = build()
+        return v
 
     def __repr__(self) -> str:
         return f"DataKey(kid={self.kid!r}, pack={self.pack!r}, version={self.version})"

@@ -186,9 +186,7 @@ class Deterministic(Scheme):
         return tokens.encode("d", key.kid, ct)
 
 
-# Word tokens are deterministic: cache them per key (memory only; a key handle replaced by a new one
-# with the same id starts a new cache).
-_WORD_CACHE: dict[str, tuple[DataKey, dict[str, str]]] = {}
+# Word tokens are deterministic: cache them per key handle (memory only; a new handle, a new cache).
 _WORD_CACHE_SIZE = 50_000
 _PHRASE_MAX = 80  # longest text value kept whole in the word cache
 # Markup kept in clear when a words field holds HTML: comments, script/style blocks, tags, entities.
@@ -213,21 +211,21 @@ class Words(Scheme):
 
     @staticmethod
     def _cache(key: DataKey) -> dict[str, str]:
-        cache = _WORD_CACHE.get(key.kid)
-        if cache is None or cache[0] is not key:
-            cache = _WORD_CACHE[key.kid] = (key, {})
-        return cache[1]
+        return key.cached("words/cache", dict)
+
+    @staticmethod
+    def _remember(cache: dict[str, str], text: str, tok: str) -> str:
+        if len(cache) >= _WORD_CACHE_SIZE:
+            cache.clear()
+        cache[text] = tok
+        return tok
 
     def word(self, w: str, key: DataKey, ring: KeyRing) -> str:
         cache = self._cache(key)
         hit = cache.get(w)
         if hit is not None:
             return hit
-        tok = self._word(w, key, ring)
-        if len(cache) >= _WORD_CACHE_SIZE:
-            cache.clear()
-        cache[w] = tok
-        return tok
+        return self._remember(cache, w, self._word(w, key, ring))
 
     def _word(self, w: str, key: DataKey, ring: KeyRing) -> str:
         if w.startswith(("qx", "QX", "Qx", "qX")) and is_own_token(w, ring):
@@ -265,11 +263,7 @@ class Words(Scheme):
             parts = _WORD_SPLIT.split(value)
             self._words(parts, key, ring)
             out = "".join(parts)
-            if len(value) <= _PHRASE_MAX:
-                if len(cache) >= _WORD_CACHE_SIZE:
-                    cache.clear()
-                cache[value] = out
-            return out
+            return self._remember(cache, value, out) if len(value) <= _PHRASE_MAX else out
         out: list[str] = []
         for i, chunk in enumerate(_HTML_SPLIT.split(value)):  # text, markup, text, ...
             if i % 2:
@@ -329,11 +323,9 @@ class Fpe(Scheme):
         """One FF1 per key and alphabet, built once (the AES set-up dominates a field's cost)."""
         from .fpe import FF1
 
-        slot = f"fpe/{self.alphabet}"
-        cipher = key._prims.get(slot)
-        if cipher is None:
-            alpha = _RADIX_ALPHABETS[self.alphabet]
-            cipher = key._prims[slot] = FF1(key.subkey("fpe"), radix=len(alpha), alphabet=alpha)
+        alpha = _RADIX_ALPHABETS[self.alphabet]
+        build = lambda: FF1(key.subkey("fpe"), radix=len(alpha), alphabet=alpha)  # noqa: E731
+        cipher: FF1 = key.cached(f"fpe/{self.alphabet}", build)
         return cipher
 
     def _tweak(self, key: DataKey) -> bytes:

@@ -136,7 +136,6 @@ class Gateway:
 
     def __init__(self) -> None:
         self.rules: RuleSet | None = None
-        self.packs: tuple[Pack, ...] = ()
         self.host_map: dict[str, str] = {}
         self.scope = Scope()
         self.keys: KeySource | None = None
@@ -150,6 +149,11 @@ class Gateway:
         self._task: asyncio.Task[Any] | None = None
         self._keys_task: asyncio.Task[Any] | None = None
         self._audit_task: asyncio.Task[Any] | None = None
+
+    @property
+    def packs(self) -> tuple[Pack, ...]:
+        """The packs in force (the scope holds them)."""
+        return self.scope.packs
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -234,7 +238,6 @@ class Gateway:
         missing = {p for p in self.host_map.values() if p not in {x.id for x in packs}}
         if missing:
             logger.warning("cloakgate: host map names unknown packs: %s", ", ".join(sorted(missing)))
-        self.packs = packs
         self._set_ring(self.keys.ring(p.id for p in packs))
         self.scope = Scope(packs, self.host_map)
         state.SHARED.scope = self.scope
