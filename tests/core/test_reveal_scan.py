@@ -1,4 +1,5 @@
-"""The reveal scanner: candidates found by one split, the start condition checked afterwards, caches.
+"""The reveal scanner: runs of candidates found by one split, the start condition checked afterwards,
+caches (per token and per run).
 
 The scanner must behave exactly like the token grammar's own regex (tokens.TOKEN_RE) applied token
 by token, whether its caches are cold or warm.
@@ -94,17 +95,50 @@ def test_ring_change_drops_every_cache():
 
 
 PIECES = st.sampled_from([word("Hello world"), det("Dana"), aead("x"), det("Eve")[:-2], "qxdnope", "QXW", "",
-                          " ", "a", "9", "\\n", "\\u00e9", "%0a", '"', "<", "qx", "Qx", "é"])
+                          " ", ". ", "! ", ", ", "a", "9", "\\n", "\\u00e9", "%0a", '"', "<", "qx", "Qx", "é"])
 
 
 @given(st.lists(PIECES, max_size=12))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=400, deadline=None)
 def test_property_scan_equals_the_grammar(pieces):
     body = "".join(pieces).encode()
     r = Revealer(RING)
-    for _ in range(2):  # cold, then warm
+    seen = []
+    for _ in range(3):  # cold, then warm (token caches), then warm (run cache)
         new, stats = r.scan(body, "json")
         assert (new if new is not None else body) == reference(body, "json")
+        seen.append((stats.revealed, stats.truncated, stats.invalid, dict(stats.by_scheme)))
+    assert seen[0] == seen[1] == seen[2]
+
+
+def test_a_cached_run_glued_to_a_word_keeps_its_first_candidate():
+    r = Revealer(RING)
+    run = f"{word('Quarterly report')}. {det('Dana')}"
+    assert r.scan(f"<p>{run}</p>".encode(), "html")[0] == b"<p>Quarterly report. Dana</p>"  # cached whole now
+    new, stats = r.scan(f"<p>x{run}</p>".encode(), "html")
+    assert new == reference(f"<p>x{run}</p>".encode(), "html") and stats.revealed == 2
+    assert new.startswith(b"<p>x" + word("Quarterly").encode() + b" report. Dana")
+    assert r.scan(f"<p>{run}</p>".encode(), "html")[0] == b"<p>Quarterly report. Dana</p>"  # cache unharmed
+
+
+def test_email_tokens_in_runs_take_their_domain_every_time():
+    e = schemes.Email(domain="p.example.com")
+    long_addr = e.protect("zaphod.canary.beeblebrox@heartofgold.example", KEY, RING, os.urandom)
+    short = e.protect("Jane.Doe@Example.com", KEY, RING, os.urandom)
+    body = f"{det('Jane Doe')} {short}, {word('and')} {long_addr}. {det('Zaphod')} {short}".encode()
+    r = Revealer(RING)
+    for _ in range(3):
+        new, stats = r.scan(body, "text")
+        assert new == b"Jane Doe jane.doe@example.com, and zaphod.canary.beeblebrox@heartofgold.example. Zaphod jane.doe@example.com"
+        assert dict(stats.by_scheme) == {"deterministic": 2, "words": 1, "email": 3} and stats.revealed == 6
+
+
+def test_run_cache_stays_within_its_byte_budget():
+    r = Revealer(RING, run_cache_bytes=4096)
+    for i in range(60):
+        body = f'{{"subject": "{word(f"Subject number {i} of many")}"}}'.encode()
+        assert json.loads(r.scan(body, "json")[0]) == {"subject": f"Subject number {i} of many"}
+        assert r._run_bytes <= 4096  # the bound holds however many distinct runs pass
 
 
 def test_tokens_a_saas_upper_cased_are_found_beside_lower_case_ones():

@@ -26,6 +26,17 @@ from .rules import Pack, RevealRule
 CONTEXTS = ("json", "html", "xml", "text")
 _CAND_SPLIT = re.compile(b"(" + tokens.BODY_RE.pattern + b")")  # start condition checked in _glued
 _CAND_SPLIT_LOWER_Q = re.compile(b"(q" + tokens.BODY_RE.pattern[len(b"[Qq]"):] + b")")  # text without "QX", "Qx"
+# A run: candidates that follow each other with nothing but a space (after an optional sentence mark)
+# between them, the way the words scheme writes a phrase. The scan looks runs up whole.
+_RUN_SEP = rb"[.,!?;:]?[ ]"
+_RUN_SPLIT = re.compile(b"(" + _CAND_SPLIT.pattern[1:-1] + b"(?:" + _RUN_SEP + _CAND_SPLIT.pattern[1:-1] + b")*)")
+_RUN_SPLIT_LOWER_Q = re.compile(
+    b"(" + _CAND_SPLIT_LOWER_Q.pattern[1:-1] + b"(?:" + _RUN_SEP + _CAND_SPLIT_LOWER_Q.pattern[1:-1] + b")*)"
+)
+_FIRST = operator.itemgetter(0)
+_SECOND = operator.itemgetter(1)
+_COUNT_ORDER = b"adwe"  # a run's counts: revealed per scheme letter in this order, then truncated, invalid
+_UNCACHEABLE_RUN = re.compile(rb"(?:\A|[ ])[Qq][Xx][AaEe]")  # aead (unique) or e-mail (its outcome depends on what follows)
 _UPPER_Q = re.compile(rb"Q[Xx]")
 _ALNUM = re.compile(rb"[A-Za-z0-9]")
 _ESCAPE_END = re.compile(tokens.ESCAPE_END.encode() + rb"\Z")
@@ -89,30 +100,44 @@ class RevealStats:
 
 
 class Revealer:
-    """Scans bytes for tokens. Keeps a bounded in-memory cache of deterministic plaintexts."""
+    """Scans bytes for tokens. Keeps bounded in-memory caches of deterministic plaintexts.
+
+    Caches (memory only, dropped when the key ring changes): escaped plaintext per deterministic
+    token, the outcome of candidates left as they are, and the revealed bytes of whole runs of
+    deterministic tokens (a phrase of word tokens: a subject, a sentence), bounded in entries and in
+    bytes (``run_cache_bytes``).
+    """
 
     SCHEME_NAMES = {"a": "aead", "d": "deterministic", "w": "words", "e": "email"}
+    RUN_MAX = 16 * 1024  # longer runs are not cached whole (their tokens still are)
 
-    def __init__(self, ring: KeyRing, *, cache_size: int = 100_000):
+    def __init__(self, ring: KeyRing, *, cache_size: int = 100_000, run_cache_bytes: int = 16 * 1024 * 1024):
         self.ring = ring
         self.cache_size = cache_size
+        self.run_cache_bytes = run_cache_bytes
         self._cache: dict[str, tuple[str, int]] = {}
         self._escaped: dict[tuple[str, str], dict[bytes, bytes]] = {}
         self._skip: dict[bytes, int] = {}  # candidates left as they are, and why
+        self._runs: dict[tuple[str, str], dict[bytes, tuple[bytes, tuple[int, ...]]]] = {}
+        self._run_bytes = 0
         self._generation = ring.generation
 
     def set_ring(self, ring: KeyRing) -> None:
         self.ring = ring
+        self._clear()
+
+    def _clear(self) -> None:
         self._cache.clear()
         self._escaped.clear()
         self._skip.clear()
-        self._generation = ring.generation
+        self._runs.clear()
+        self._run_bytes = 0
+        self._generation = self.ring.generation
 
     def token(self, text: str) -> tuple[str, int]:
         """Plaintext and length of the token at the start of ``text`` (InvalidToken otherwise)."""
         if self.ring.generation != self._generation:
-            self._cache.clear()
-            self._generation = self.ring.generation
+            self._clear()
         p = tokens.parse_header(text)
         exact = text[: p.total_len]
         hit = self._cache.get(exact)
@@ -128,25 +153,75 @@ class Revealer:
     def scan(self, data: bytes, context: str, charset: str = "utf-8") -> tuple[bytes | None, RevealStats]:
         """Reveal every tagged token in ``data``. Returns (new bytes or None if unchanged, stats).
 
-        Hot path, per body: one regex split in C into text and candidates (the token grammar without
-        its start condition, which is then checked on the last byte of each preceding text, in C
-        too), one dict look-up per candidate: a deterministic token seen before (same bytes, same
-        context) maps to its escaped plaintext, cached in memory only and dropped when the key ring
-        changes. Python-level work happens only for misses and for candidates glued to a word.
+        Hot path, per body: one regex split in C into text and runs of candidates (the token grammar
+        without its start condition, which is then checked on the last byte of each preceding text,
+        in C too), one dict look-up per run: a run of deterministic tokens seen before (same bytes,
+        same context) maps to its revealed bytes and counts. Python-level work happens only for runs
+        not seen before, token by token (with a per-token cache), and for runs glued to a word.
         """
         stats = RevealStats()
         # The gateway writes "qx" in lower case; an upper-case "Q" appears only where the SaaS changed
         # the case. Without one, a literal "q" lets the regex engine skip text fast. Every pass over
         # the body counts here: one search, one split, one join.
-        split = _CAND_SPLIT if _UPPER_Q.search(data) else _CAND_SPLIT_LOWER_Q
+        upper = _UPPER_Q.search(data) is not None
         if self.ring.generation != self._generation:
-            self._cache.clear()
-            self._escaped.clear()
-            self._skip.clear()
-            self._generation = self.ring.generation
-        parts = split.split(data)  # text, candidate, text, candidate, ..., text
+            self._clear()
+        parts = (_RUN_SPLIT if upper else _RUN_SPLIT_LOWER_Q).split(data)  # text, run, text, run, ..., text
         if len(parts) == 1:
             return None, stats
+        key = (context, charset)
+        runs = self._runs.get(key)
+        if runs is None:
+            runs = self._runs[key] = {}
+        hits = list(map(runs.get, parts[1::2]))
+        glued = _glued(parts)
+        if glued or None in hits:
+            self._misses(parts, hits, glued, runs, upper, context, charset)
+        totals = list(map(sum, zip(*map(_SECOND, hits))))
+        for ch, n in zip(_COUNT_ORDER, totals):
+            if n:
+                stats.by_scheme[self.SCHEME_NAMES[chr(ch)]] = n
+        stats.revealed = sum(totals[:4])
+        stats.truncated, stats.invalid = totals[4], totals[5]
+        if not stats.revealed:
+            return None, stats
+        parts[1::2] = map(_FIRST, hits)
+        return b"".join(parts), stats
+
+    def _misses(self, parts: list[bytes], hits: list[Any], glued: list[int], runs: dict[bytes, Any],
+                upper: bool, context: str, charset: str) -> None:
+        """Runs not in the cache, and runs glued to a word: token by token, in order (an e-mail token
+        takes the domain from the text after its run). Fills ``hits``; caches what may be cached."""
+        split = _CAND_SPLIT if upper else _CAND_SPLIT_LOWER_Q
+        glued_set = set(glued)
+        for i, hit in enumerate(hits):
+            if hit is not None and i not in glued_set:
+                continue
+            j = 2 * i + 1
+            run = parts[j]
+            sub = split.split(run)  # "", candidate, separator, ..., candidate, ""
+            sub[0] = parts[j - 1]  # the text around the run: the start condition, an e-mail's domain
+            sub[-1] = parts[j + 1]
+            counts = self._tokens(sub, context, charset)
+            parts[j + 1] = sub[-1]
+            new = b"".join(sub[1:-1])
+            hits[i] = (new, counts)
+            if i in glued_set or len(run) > self.RUN_MAX or _UNCACHEABLE_RUN.search(run):
+                continue
+            size = len(run) + len(new)
+            if self._run_bytes + size > self.run_cache_bytes or len(runs) >= self.cache_size:
+                for cache in self._runs.values():
+                    cache.clear()
+                self._run_bytes = 0
+            runs[run] = (new, counts)
+            self._run_bytes += size
+
+    def _tokens(self, parts: list[bytes], context: str, charset: str) -> tuple[int, ...]:
+        """Reveal the candidates of ``parts`` (text, candidate, text, ...) in place, one by one.
+
+        Returns the counts: revealed per scheme letter (a, d, w, e), truncated, invalid.
+        """
+        stats = RevealStats()
         fast = self._escaped.get((context, charset))
         if fast is None:
             fast = self._escaped[(context, charset)] = {}
@@ -154,7 +229,7 @@ class Revealer:
         cands = parts[1::2]
         hits = list(map(fast.get, cands))
         letters = bytes(map(_THIRD, cands)).lower()
-        counts = dict.fromkeys(b"adwe", 0)
+        counts = dict.fromkeys(_COUNT_ORDER, 0)
         glued = _glued(parts)
         for i in glued:
             hits[i] = cands[i]  # not a token: a word that happens to contain "qx..."
@@ -176,14 +251,8 @@ class Revealer:
             hits[i], letter = self._slow(parts, 2 * i + 1, context, charset, fast, skip, stats)
             if letter:
                 counts[letter] += 1
-        for ch, n in counts.items():
-            if n:
-                stats.by_scheme[self.SCHEME_NAMES[chr(ch)]] = n
-        stats.revealed = sum(counts.values())
-        if not stats.revealed:
-            return None, stats
         parts[1::2] = hits
-        return b"".join(parts), stats
+        return (*counts.values(), stats.truncated, stats.invalid)
 
     def _slow(self, parts: list[bytes], i: int, context: str, charset: str,
               fast: dict[bytes, bytes], skip: dict[bytes, int], stats: RevealStats) -> tuple[bytes, int]:
