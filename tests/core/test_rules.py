@@ -75,6 +75,19 @@ def test_route_match_is_case_insensitive_by_default():
     assert p.route_for("POST", normalize_path("/V1/acme/CONTACTS")) is not None
 
 
+def test_route_for_request_is_memoized_bounded_and_answers_like_route_for():
+    p = parse(GOOD)
+    for raw in ("/v1/acme/contacts?x=1", "//v1/acme/./contacts", "/v1/acme/%63ontacts#f", "/v1/acme/x/../contacts;a=b"):
+        for _ in range(2):  # cold, then remembered
+            npath, hit = p.route_for_request("POST", raw)
+            assert npath == normalize_path(raw) == "/v1/acme/contacts"
+            assert hit is not None and hit[0].name == "contacts.create" and hit[1].group("tenant") == "acme"
+        assert p.route_for_request("GET", raw)[1] is None
+    for i in range(p.ROUTE_MEMO_SIZE + 10):  # unique ids: the memo is cleared, never grows past its size
+        assert p.route_for_request("POST", f"/v1/t{i}/contacts")[1] is not None
+    assert len(p._route_memo) <= p.ROUTE_MEMO_SIZE
+
+
 def test_shipped_packs_load_and_check():
     packs, errors = load_dir(RULES)
     assert not errors

@@ -20,7 +20,7 @@ from . import jsonspan, schemes
 from .codecs import encoding, form, multipart, splice
 from .errors import BodyError, CloakgateError, FieldError
 from .keyring import DataKey, KeyRing
-from .rules import FieldRule, Pack, Route, normalize_path
+from .rules import FieldRule, Pack, Route
 
 Headers = Iterable[tuple[str, str]]
 
@@ -271,8 +271,7 @@ def protect_request(
 ) -> Outcome:
     """Protect one request to a host of ``pack``. Raises CloakgateError to refuse it."""
     headers = tuple(headers)  # read several times below: an iterator would be empty the second time
-    npath = normalize_path(path)
-    hit = pack.route_for(method, npath)
+    npath, hit = pack.route_for_request(method, path)
     if hit is None:
         if pack.unmatched == "refuse":
             raise CloakgateError("no route of this pack allows this request", code="cloakgate.route.unmatched", status_hint=403)

@@ -192,6 +192,29 @@ class Pack:
                 return r, m
         return None
 
+    ROUTE_MEMO_SIZE = 4096
+
+    @cached_property
+    def _route_memo(self) -> dict[tuple[str, str], tuple[str, tuple[Route, re.Match[str]] | None]]:
+        return {}
+
+    def route_for_request(self, method: str, path: str) -> tuple[str, tuple[Route, re.Match[str]] | None]:
+        """The normalized path of a request's path (query included or not) and the route it takes.
+
+        Memoized on the method and the path before its query: a client asks for the same few paths
+        again and again (a match object is immutable, so a remembered one serves every request).
+        """
+        key = (method, path.partition("?")[0])
+        memo = self._route_memo
+        hit = memo.get(key)
+        if hit is None:
+            npath = normalize_path(key[1])
+            hit = (npath, self.route_for(method, npath))
+            if len(memo) >= self.ROUTE_MEMO_SIZE:
+                memo.clear()
+            memo[key] = hit
+        return hit
+
     @property
     def schemes_used(self) -> set[str]:
         out: set[str] = set()

@@ -37,6 +37,7 @@ from .flows import (
     Scope,
     add_comment,
     header,
+    headers_get,
     logger,
     refuse,
 )
@@ -415,9 +416,9 @@ class Gateway:
             route = pack.route_named.get(route_name) if route_name else None
             rules = route.reveal if route is not None else ()
             h = resp.headers
-            coding = header(h, b"content-encoding")
+            ctype, coding, chunked = headers_get(h, b"content-type", b"content-encoding", b"transfer-encoding")
             out = core_reveal.reveal_body(
-                self.revealer, resp.raw_content, header(h, b"content-type"), coding,
+                self.revealer, resp.raw_content, ctype, coding,
                 max_size=self.response_max, pack=pack, reveal_rules=rules,
             )
             self._note_reveal(flow, pack.id, route_name, out.stats, out.error)
@@ -425,7 +426,7 @@ class Gateway:
                 resp.raw_content = out.body
                 if coding is not None:
                     h.pop("content-encoding", None)
-                if header(h, b"transfer-encoding") is None:
+                if chunked is None:
                     h["content-length"] = str(len(out.body))
         except Exception as e:  # a response that cannot be revealed keeps its tokens: no plaintext leaks
             logger.error("cloakgate: internal error (%s) while revealing; response left as is", type(e).__name__)
