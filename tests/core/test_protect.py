@@ -249,3 +249,40 @@ def test_property_round_trip_and_no_plaintext(values):
         if k != "title":
             assert got != v and got.startswith("qx")
     assert json.loads(reveal(out.body).body or out.body) == doc
+
+
+OVERLAP = parse_pack(textwrap.dedent("""\
+    saas: Test
+    id: test
+    hosts: [api.test.example]
+    routes:
+      - name: same
+        methods: [POST]
+        path: /same
+        fields:
+          - {json: "$.title", scheme: words}
+          - {json: "$..title", scheme: aead}
+      - name: nested
+        methods: [POST]
+        path: /nested
+        fields:
+          - json: "$.payload"
+            decode: [json]
+            fields: [{json: "$.who", scheme: words}]
+          - {json: "$.payload.who", scheme: aead}
+    """), "overlap.yaml", "test")
+
+
+def test_a_value_two_rules_select_is_protected_and_counted_once():
+    out = protect_request(OVERLAP, "POST", "/same", J, b'{"title": "Hello", "x": {"title": "Nested"}}', RING, os.urandom)
+    doc = json.loads(out.body)
+    assert doc["title"].startswith("qxw") and doc["x"]["title"].startswith("qxa")  # the first rule wins
+    assert dict(out.counts) == {("json:$.title", "words"): 1, ("json:$..title", "aead"): 1}
+    assert json.loads(reveal_body(Revealer(RING), out.body, "application/json", None, max_size=1 << 20).body) == {
+        "title": "Hello", "x": {"title": "Nested"}}
+
+
+def test_rules_selecting_a_value_inside_another_rules_container_are_refused():
+    with pytest.raises(CloakgateError) as e:
+        protect_request(OVERLAP, "POST", "/nested", J, b'{"payload": {"who": "Alice"}}', RING, os.urandom)
+    assert e.value.code == "cloakgate.rules.overlap"

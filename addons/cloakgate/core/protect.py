@@ -178,9 +178,11 @@ class _Run:
                 continue
             for n in hits:
                 if n.kind in ("obj", "arr") and rule.fields:
-                    new = self.json(data[n.start : n.end], rule.fields, rule.json_selector)
-                    if new is not None:
-                        self._claim(claimed, edits, n.start, n.end, new)
+                    if (n.start, n.end) not in claimed:
+                        new = self.json(data[n.start : n.end], rule.fields, rule.json_selector)
+                        if new is not None:
+                            claimed.add((n.start, n.end))
+                            edits.append((n.start, n.end, new))
                     continue
                 if n.kind in ("obj", "arr"):
                     targets = jsonspan.leaves_under(nodes, n)
@@ -190,19 +192,18 @@ class _Run:
                     self.malformed(rule)
                     continue
                 for t in targets:
+                    if (t.start, t.end) in claimed:
+                        continue  # an earlier rule already protected this very value
                     new_value = self.value(rule, t.text(data))
                     if new_value is not None:
-                        self._claim(claimed, edits, t.start, t.end, b'"' + jsonspan.escape_string_body(new_value) + b'"')
-        return splice(data, edits) if edits else None
-
-    @staticmethod
-    def _claim(claimed: set[tuple[int, int]], edits: list[tuple[int, int, bytes]], s: int, e: int, new: bytes) -> None:
-        if (s, e) in claimed:
-            return  # an earlier rule already protected this very value
-        if any(s < ce and cs < e for cs, ce in claimed):
+                        claimed.add((t.start, t.end))
+                        edits.append((t.start, t.end, b'"' + jsonspan.escape_string_body(new_value) + b'"'))
+        if not edits:
+            return None
+        spans = sorted(claimed)
+        if any(b[0] < a[1] for a, b in zip(spans, spans[1:])):  # a value inside a container another rule took
             raise CloakgateError("two rules select overlapping values", code="cloakgate.rules.overlap")
-        claimed.add((s, e))
-        edits.append((s, e, new))
+        return splice(data, edits)
 
     def form(self, data: bytes, rules: Sequence[FieldRule], charset: str, *, query: bool = False) -> bytes | None:
         fields = form.parse(data, charset)
