@@ -29,10 +29,15 @@ _CAND_SPLIT_LOWER_Q = re.compile(b"(q" + tokens.BODY_RE.pattern[len(b"[Qq]"):] +
 # A run: candidates that follow each other with nothing but a space (after an optional sentence mark)
 # between them, the way the words scheme writes a phrase. The scan looks runs up whole.
 _RUN_SEP = rb"[.,!?;:]?[ ]"
-_RUN_SPLIT = re.compile(b"(" + _CAND_SPLIT.pattern[1:-1] + b"(?:" + _RUN_SEP + _CAND_SPLIT.pattern[1:-1] + b")*)")
-_RUN_SPLIT_LOWER_Q = re.compile(
-    b"(" + _CAND_SPLIT_LOWER_Q.pattern[1:-1] + b"(?:" + _RUN_SEP + _CAND_SPLIT_LOWER_Q.pattern[1:-1] + b")*)"
-)
+
+
+def _run_split(cand_split: re.Pattern[bytes]) -> re.Pattern[bytes]:
+    cand = cand_split.pattern[1:-1]  # the candidate, without its group
+    return re.compile(b"(" + cand + b"(?:" + _RUN_SEP + cand + b")*)")
+
+
+_RUN_SPLIT = _run_split(_CAND_SPLIT)
+_RUN_SPLIT_LOWER_Q = _run_split(_CAND_SPLIT_LOWER_Q)
 _FIRST = operator.itemgetter(0)
 _SECOND = operator.itemgetter(1)
 _COUNT_ORDER = b"adwe"  # a run's counts: revealed per scheme letter in this order, then truncated, invalid
