@@ -4,6 +4,11 @@ Writes are buffered: a routine event (a field protected, tokens revealed) reache
 ``buffer_seconds`` (the gateway also flushes on a timer and at shut-down), so the request path does
 not pay a system call per event. A refusal or any other outcome than "ok" is written through at
 once. ``buffer_seconds=0`` writes every event through.
+
+The request path only queues an event (its time, action, outcome and fields); events are turned into
+JSON lines when they are written, in one batch. Inside mitmdump a batch costs a fraction of what
+the same events cost one by one in the hooks, where every event is the first thing after a wake-up.
+At most ``MAX_PENDING`` events wait; the next one writes them.
 """
 
 from __future__ import annotations
@@ -24,21 +29,32 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.du
 _second: list[Any] = [None, ""]  # the current second and its ISO 8601 text
 
 
-def _now() -> str:
+def _iso(t: float) -> str:
     """UTC time, ISO 8601 with milliseconds (as datetime.isoformat(timespec="milliseconds") writes it)."""
-    t = time.time()
     sec = int(t)
     if sec != _second[0]:
         _second[:] = [sec, datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")]
     return f"{_second[1]}.{int((t - sec) * 1000):03d}+00:00"
 
 
+def _line(t: float, action: str, outcome: str, fields: dict[str, Any]) -> str:
+    event = {"time": _iso(t), "action": action, "outcome": outcome}
+    event.update({k: v for k, v in fields.items() if v is not None})
+    try:
+        return _encode(event)
+    except (TypeError, ValueError):  # a field that is not JSON: the event stays, with its fields' names only
+        return _encode({"time": event["time"], "action": action, "outcome": outcome, "unencodable": sorted(fields)})
+
+
 class AuditLog:
+    MAX_PENDING = 1024
+
     def __init__(self, path: str | None, *, buffer_seconds: float = 0.0):
         self.path = Path(path).expanduser() if path else None
         self.buffer_seconds = buffer_seconds
         self._fh: Any = None
         self._lock = threading.Lock()
+        self._pending: list[tuple[float, str, str, dict[str, Any]]] = []
         self._flushed = time.monotonic()
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,27 +62,31 @@ class AuditLog:
             self._fh = os.fdopen(fd, "a", buffering=1 << 16, encoding="utf-8")
 
     def write(self, action: str, outcome: str = "ok", **fields: Any) -> None:
-        event = {"time": _now(), "action": action, "outcome": outcome}
-        event.update({k: v for k, v in fields.items() if v is not None})
-        line = _encode(event)
         if self._fh is None:
-            logger.info("audit %s", line)
+            logger.info("audit %s", _line(time.time(), action, outcome, fields))
             return
         with self._lock:
-            self._fh.write(line + "\n")
+            self._pending.append((time.time(), action, outcome, fields))
             now = time.monotonic()
-            if outcome != "ok" or action == "refuse" or now - self._flushed >= self.buffer_seconds:
-                self._fh.flush()
-                self._flushed = now
+            if (outcome != "ok" or action == "refuse" or now - self._flushed >= self.buffer_seconds
+                    or len(self._pending) >= self.MAX_PENDING):
+                self._write_pending(now)
+
+    def _write_pending(self, now: float) -> None:
+        """Encode and write the queued events, in order (the caller holds the lock)."""
+        events, self._pending = self._pending, []
+        if self._fh is not None:
+            self._fh.write("".join([_line(*e) + "\n" for e in events]))
+            self._fh.flush()
+        self._flushed = now
 
     def flush(self) -> None:
         with self._lock:
-            if self._fh is not None:
-                self._fh.flush()
-                self._flushed = time.monotonic()
+            self._write_pending(time.monotonic())
 
     def close(self) -> None:
         with self._lock:
             if self._fh is not None:
+                self._write_pending(time.monotonic())
                 self._fh.close()
                 self._fh = None

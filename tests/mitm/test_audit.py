@@ -64,3 +64,40 @@ def test_event_time_is_iso8601_utc_with_milliseconds(tmp_path: Path):
     assert len(t) == len("2026-01-01T00:00:00.000+00:00") and t.endswith("+00:00")
     assert before - timedelta(milliseconds=1) <= datetime.fromisoformat(t) <= after
     log.close()
+
+
+def test_events_are_encoded_when_written_and_keep_their_own_time(tmp_path: Path):
+    from datetime import datetime
+
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(str(path), buffer_seconds=3600)
+    log.write("protect", flow="f1")
+    time.sleep(0.05)
+    before_flush = time.time()
+    log.flush()
+    (event,) = lines(path)
+    assert datetime.fromisoformat(event["time"]).timestamp() < before_flush - 0.04  # queued time, not write time
+    log.close()
+
+
+def test_a_field_that_is_not_json_keeps_its_event_and_the_batch(tmp_path: Path):
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(str(path), buffer_seconds=3600)
+    log.write("protect", flow="f1")
+    log.write("reveal", flow="f2", counts=object())  # a programming error must not lose the batch
+    log.write("refuse", "cloakgate.body.malformed", flow="f3")
+    got = lines(path)
+    assert [e["action"] for e in got] == ["protect", "reveal", "refuse"]
+    assert got[1]["unencodable"] == ["counts", "flow"] and "counts" not in got[1]
+    log.close()
+
+
+def test_pending_events_are_bounded(tmp_path: Path):
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(str(path), buffer_seconds=3600)
+    for i in range(AuditLog.MAX_PENDING - 1):
+        log.write("reveal", flow=f"f{i}")
+    assert lines(path) == []
+    log.write("reveal", flow="last")  # the queue is full: everything is written
+    assert len(lines(path)) == AuditLog.MAX_PENDING and lines(path)[-1]["flow"] == "last"
+    log.close()
