@@ -271,7 +271,6 @@ def protect_request(
     rand: schemes.Rand,
 ) -> Outcome:
     """Protect one request to a host of ``pack``. Raises CloakgateError to refuse it."""
-    headers = tuple(headers)  # read several times below: an iterator would be empty the second time
     npath, hit = pack.route_for_request(method, path)
     if hit is None:
         if pack.unmatched == "refuse":
@@ -281,6 +280,7 @@ def protect_request(
     out = Outcome(pack.id, route.name)
     if not route.fields:
         return out
+    headers = tuple(headers)  # read several times below: an iterator would be empty the second time
     key = ring.primary(pack.id)
     out.kid = key.kid
     run = _Run(pack, route, key, ring, rand, out)
