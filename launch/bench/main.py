@@ -141,6 +141,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--gc-stats", action="store_true", help="log garbage-collector pauses in every mitmdump (diagnostic)"
     )
+    ap.add_argument(
+        "--hook-times",
+        action="store_true",
+        help="time the gateway's hooks inside mitmdump at the constant rate, one gateway per workload "
+        "(diagnostic; launch/bench/hooktimes.py)",
+    )
     ap.add_argument("--no-sweep", action="store_true")
     ap.add_argument("--no-scale", action="store_true", help="skip the HAProxy scale-out")
     ap.add_argument("--scale-max", type=int, default=os.cpu_count() or 1, help="largest N (default: cores)")
@@ -603,6 +609,12 @@ def run(
         res["profile"] = profile(
             a, tmp, keys.gateway_args or [], children, upstream.port, out, proxy_cpus, gen_cpus
         )
+    # 8. the gateway's hooks timed inside mitmdump
+    if a.hook_times and "gateway" in ports:
+        res["hook_times"] = {
+            wl: hook_times(wl, a, tmp, keys.gateway_args or [], children, upstream.port, proxy_cpus, gen_cpus)
+            for wl in a.workload_list
+        }
     upstream_check = upstream.alive()
     if not upstream_check:
         res["notes"].append("the upstream died during the run: results are suspect")
@@ -790,6 +802,56 @@ def profile_one(
     except Exception as e:  # noqa: BLE001
         return f"profile could not be read: {type(e).__name__}: {e}"
     return profiling.format_summary(summary) + f"\n\nRaw profile: `{prof_file.name}`."
+
+
+def hook_times(
+    workload: str,
+    a: argparse.Namespace,
+    tmp: Path,
+    key_args: list[str],
+    children: procs.Children,
+    upstream_port: int,
+    proxy_cpus: set[int] | None,
+    gen_cpus: set[int] | None,
+) -> dict:
+    """One gateway with ``hooktimes.py`` under the constant-rate load of one workload: per hook the
+    wall time inside the proxy (the warm-up not counted)."""
+    import hooktimes
+
+    secs = max(2.0, a.duration / max(1, a.segments))
+    log(f"bench: timing the gateway's hooks inside mitmdump, {workload} at {a.rate:g} req/s for {secs:g} s")
+    gw = procs.start_mitmdump(
+        children,
+        f"gateway-hooktimes-{workload}",
+        upstream_port,
+        gateway=True,
+        tmp=tmp,
+        keys=key_args,
+        cpus=proxy_cpus,
+        rules=a.rules,
+        extra=["-s", str(HERE / "hooktimes.py"), "--set", f"cloakgate_hook_times_skip={a.warmup:g}", *_extra(a)],
+    )
+    try:
+        gw.wait_port(gw.port, timeout=60)
+        r = loadgen.run(
+            gw.port,
+            workload,
+            mode="open",
+            rate=a.rate,
+            connections=a.connections,
+            workers=a.workers,
+            duration=secs,
+            warmup=a.warmup,
+            drain=a.drain,
+            cpus=gen_cpus,
+        )
+    finally:
+        children.stop(gw)
+    got = hooktimes.parse(gw.output(1 << 20))
+    if got is None:
+        return {"error": f"no hook times in the log: {_oneline(gw.output(1500))}"}
+    got["requests"] = r.completed
+    return got
 
 
 def _extra(a: argparse.Namespace) -> list[str]:

@@ -339,6 +339,8 @@ def markdown(res: dict, png_name: str = "latency.png") -> str:
             g2 = st.get("gen2", {"count": 0, "max_ms": 0.0, "total_ms": 0.0})
             small = sum(st.get(g, {}).get("count", 0) for g in ("gen0", "gen1"))
             L.append(f"| {name} | {g2['count']} | {g2['max_ms']:.0f} | {g2['total_ms']:.0f} | {small} |")
+    if res.get("hook_times"):
+        L += hook_times_section(res["hook_times"], res["meta"]["params"]["rate"])
     if res.get("micro"):
         L.append("")
         L.append("## Microbenchmarks of the core (one process, no proxy)")
@@ -357,3 +359,36 @@ def markdown(res: dict, png_name: str = "latency.png") -> str:
     L.append("")
     L.append(f"Command: `{m['command']}`; total time {m.get('elapsed_s', 0):.0f} s.")
     return "\n".join(L) + "\n"
+
+
+def hook_times_section(by_workload: dict, rate: float) -> list[str]:
+    """``--hook-times``: wall time per call of the gateway's and the guard's hooks inside mitmdump."""
+    L = [
+        "",
+        "## The gateway's hooks timed inside mitmdump (`--hook-times`)",
+        "",
+        f"One gateway per workload at {rate:g} req/s, open loop, the warm-up not counted; wall time per "
+        "call in µs. Compare with the core's microbenchmarks above (a hot loop in one process).",
+        "",
+        "| workload | hook | calls | p50 | p90 | p99 | mean |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    totals = []
+    for wl, got in by_workload.items():
+        if got.get("error"):
+            L.append(f"| {wl} | {got['error']} | | | | | |")
+            continue
+        hooks = got.get("hooks", {})
+        for name, h in hooks.items():
+            L.append(
+                f"| {wl} | {name} | {h['calls']} | {h['p50']:.1f} | {h['p90']:.1f} | {h['p99']:.1f} | {h['mean']:.1f} |"
+            )
+        flows = max((h["calls"] for h in hooks.values()), default=0)
+        per_flow = sum(h["mean"] * h["calls"] for h in hooks.values()) / flows if flows else 0.0
+        totals.append(
+            f"{wl}: {per_flow:.0f} µs per flow in the hooks, of it {got.get('gc_in_hooks_ms', 0):.1f} ms in all "
+            "in garbage collections that started inside a hook"
+        )
+    L.append("")
+    L += [f"- {t}" for t in totals]
+    return L

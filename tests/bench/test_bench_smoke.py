@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]:
     out = tmp_path_factory.mktemp("bench-smoke")
     proc = subprocess.run(
-        [sys.executable, str(MAIN), "--smoke", "--out", str(out), "--max-minutes", "1.5"],
+        [sys.executable, str(MAIN), "--smoke", "--hook-times", "--out", str(out), "--max-minutes", "1.5"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -81,3 +81,15 @@ def test_keys_from_the_key_service(smoke: tuple[Path, dict, str]) -> None:
     assert kc["requests"] > 0
     assert [r["workload"] for r in kc["runs"]] == ["list", "light", "write"]
     assert all(isinstance(r["before"], int) and r["before"] > 0 for r in kc["runs"])
+
+
+def test_hook_times_inside_mitmdump(smoke: tuple[Path, dict, str]) -> None:
+    """--hook-times: every hook of the gateway and the guard was timed inside a running mitmdump."""
+    out, res, _ = smoke
+    hooks = {"gateway.requestheaders", "gateway.request", "gateway.responseheaders", "gateway.response",
+             "guard.requestheaders", "guard.request"}
+    assert set(res["hook_times"]) == {"list", "light", "write"}
+    for wl, got in res["hook_times"].items():
+        assert set(got["hooks"]) == hooks, (wl, got)
+        assert got["requests"] > 0 and all(h["calls"] > 0 and h["p50"] > 0 for h in got["hooks"].values())
+    assert "## The gateway's hooks timed inside mitmdump (`--hook-times`)" in (out / "results.md").read_text()
