@@ -1,0 +1,37 @@
+"""The benchmark report's arithmetic on a fixed result (no load is generated here)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "launch" / "bench"))
+
+import report  # noqa: E402
+
+
+def _row(n: int, sustainable: int, steps: list[tuple[int, bool, float]]) -> dict:
+    return {
+        "n": n,
+        "sustainable": sustainable,
+        "closed": {"achieved": sustainable * 1.2, "rounds": [sustainable * 1.2]},
+        "closed_vs_one": None,
+        "steps": [{"rate": r, "ok": ok, "proxy_cpu_pct": cpu} for r, ok, cpu in steps],
+    }
+
+
+def test_scale_out_reports_the_cores_the_gateways_got():
+    one = _row(1, 200, [(100, True, 50.0), (200, False, 99.0), (200, True, 80.0), (230, False, 95.0)])
+    two = _row(2, 300, [(200, True, 100.0), (300, True, 150.0), (340, False, 170.0)])
+    assert report.cores_at_sustainable(one) == 0.8  # the passing attempt at the sustainable rate
+    assert report.per_core(one) == 250 and report.per_core(two) == 200
+    res = {"meta": {"params": {"rate": 100, "workloads": []}}, "scale": {"rows": [one, two]}}
+    (t,) = [t for t in report.targets(res) if t["target"].startswith("scale-out")]
+    assert t["met"] is False  # 300 < 0.8 x 2 x 200: the verdict stays on the raw ratio
+    assert "used 1.50 cores there" in t["measured"] and "0.80 x what one did per core" in t["measured"]
+
+
+def test_no_passing_step_no_cores():
+    row = _row(1, 0, [(100, False, 99.0)])
+    row["sustainable"] = None
+    assert report.cores_at_sustainable(row) is None and report.per_core(row) is None
