@@ -147,3 +147,12 @@ def test_tokens_a_saas_upper_cased_are_found_beside_lower_case_ones():
         new, stats = Revealer(RING).scan(body.encode(), "text")
         assert new == reference(body.encode(), "text") and b"qx" not in new.lower(), body
         assert stats.revealed == n and new.count(b"Bob") == n
+
+
+def test_stats_add_sums_counts_per_scheme():
+    from cloakgate.core.reveal import RevealStats
+
+    a = RevealStats(revealed=3, truncated=1, by_scheme={"words": 2, "aead": 1})
+    a.add(RevealStats(revealed=2, invalid=1, by_scheme={"words": 1, "fpe": 1}))
+    assert (a.revealed, a.truncated, a.invalid) == (5, 1, 1)
+    assert a.by_scheme == {"words": 3, "aead": 1, "fpe": 1}

