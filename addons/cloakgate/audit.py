@@ -6,9 +6,8 @@ not pay a system call per event. A refusal or any other outcome than "ok" is wri
 once. ``buffer_seconds=0`` writes every event through.
 
 The request path only queues an event (its time, action, outcome and fields); events are turned into
-JSON lines when they are written, in one batch. Inside mitmdump a batch costs a fraction of what
-the same events cost one by one in the hooks, where every event is the first thing after a wake-up.
-At most ``MAX_PENDING`` events wait; the next one writes them.
+JSON lines when they are written, in one batch, off the hooks of the requests they describe. At most
+``MAX_PENDING`` events wait; the next one writes them.
 """
 
 from __future__ import annotations
