@@ -398,7 +398,7 @@ def hook_times_section(by_workload: dict, rate: float) -> list[str]:
         "## The gateway's hooks timed inside mitmdump (`--hook-times`)",
         "",
         f"One gateway per workload at {rate:g} req/s, open loop, the warm-up not counted; wall time per "
-        "call in µs. Compare with the core's microbenchmarks above (a hot loop in one process).",
+        "call in µs. Compare with the core's microbenchmarks below (a hot loop in one process).",
         "",
         "| workload | hook | calls | p50 | p90 | p99 | mean |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -416,8 +416,8 @@ def hook_times_section(by_workload: dict, rate: float) -> list[str]:
         flows = max((h["calls"] for h in hooks.values()), default=0)
         per_flow = sum(h["mean"] * h["calls"] for h in hooks.values()) / flows if flows else 0.0
         totals.append(
-            f"{wl}: {per_flow:.0f} µs per flow in the hooks, of it {got.get('gc_in_hooks_ms', 0):.1f} ms in all "
-            "in garbage collections that started inside a hook"
+            f"{wl}: {per_flow:.0f} µs per flow in the hooks; garbage collections that started inside a hook "
+            f"took {got.get('gc_in_hooks_ms', 0):.1f} ms in all ({got.get('requests', 0)} requests)"
         )
     L.append("")
     L += [f"- {t}" for t in totals]
