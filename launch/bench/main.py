@@ -575,16 +575,12 @@ def run(
         else:
             probes = {}
         probes.update(sweep.closed_rounds(targets, wl, spec, gen_cpus, a.rounds, log=log))
+        log(f"  {wl}: open-loop steps, {' and '.join(targets)} in turn")
+        ladders = sweep.sustainable_interleaved(targets, wl, spec, gen_cpus, probes, log=log)
         for cfg in CONFIGS:
             if cfg not in probes:
                 continue
-            if cfg == "direct":
-                s = {"closed": probes[cfg], "sustainable": None, "steps": []}
-            else:
-                log(f"  {wl} {cfg}: open-loop steps")
-                s = sweep.sustainable(
-                    ports[cfg], wl, [proxies[cfg]], spec, gen_cpus, probe=probes[cfg], log=log
-                )
+            s = ladders[cfg] if cfg in ladders else {"closed": probes[cfg], "sustainable": None, "steps": []}
             if a.wrk == "auto" and a.mode != "smoke" and shutil.which("wrk"):
                 s["wrk"] = run_wrk(ports[cfg], wl, a.probe, a.connections)
             s.update(config=cfg, workload=wl)

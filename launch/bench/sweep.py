@@ -9,12 +9,14 @@ and the generator kept to its schedule (send lag p99 within ``lag_limit_ms``; ot
 reported as generator-limited, not as the proxy's limit). Steps go up from half the closed-loop
 capacity; a step that fails narrowly is repeated once (a VM's occasional stall must not end the
 ladder; a clearly overloaded step is not), and after
-the first failure the gap is bisected ``refine`` times.
+the first failure the gap is bisected ``refine`` times. The ladders of the configurations compared
+(passthrough and gateway) run interleaved, one step of each in turn, so that the machine's drift
+from one minute to the next hits both alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 
 import loadgen
@@ -147,6 +149,125 @@ def paired_ratio(a: dict, b: dict) -> float | None:
     return rs[len(rs) // 2] if rs else None
 
 
+def _ladder(cap: float, spec: SweepSpec) -> Generator[float, bool, tuple[float | None, float | None]]:
+    """The rates one target tries: factors of its closed-loop capacity until one fails, then the gap
+    bisected ``refine`` times. A generator: send back whether each rate passed; it returns
+    (highest passing rate, lowest failing rate)."""
+    best: float | None = None
+    fail: float | None = None
+    if cap <= 0:
+        return best, fail
+    for f in spec.factors:
+        rate = round(cap * f)
+        if rate < 1 or rate > spec.max_rate:
+            break
+        if (yield rate):
+            best = rate
+        else:
+            fail = rate
+            break
+    lo = best if best is not None else 0.0
+    for _ in range(spec.refine if fail is not None else 0):
+        mid = round((lo + fail) / 2)
+        if mid <= lo or mid >= fail:
+            break
+        if (yield mid):
+            lo = best = mid
+        else:
+            fail = mid
+    return best, fail
+
+
+def sustainable_interleaved(
+    targets: dict[str, tuple[int, Sequence[Proc]]],
+    workload: str,
+    spec: SweepSpec,
+    cpus: set[int] | None,
+    probes: dict[str, dict],
+    log=print,
+) -> dict[str, dict]:  # noqa: ANN001
+    """Open-loop ladders of several targets, one step of each in turn (the order alternating), so that
+    the machine's drift from one minute to the next hits every target alike, as in ``closed_rounds``.
+    Each ladder starts from half of its own closed-loop capacity (``probes``)."""
+    names = list(targets)
+    steps: dict[str, list[dict]] = {n: [] for n in names}
+    out: dict[str, dict] = {}
+    ladders = {n: _ladder(probes[n]["achieved"], spec) for n in names}
+    current: dict[str, float] = {}
+
+    def advance(n: str, ok: bool | None) -> None:
+        try:
+            current[n] = next(ladders[n]) if ok is None else ladders[n].send(ok)
+        except StopIteration as stop:
+            current.pop(n, None)
+            best, fail = stop.value
+            out[n] = {"closed": probes[n], "sustainable": best, "first_fail": fail, "steps": steps[n]}
+
+    for n in names:
+        advance(n, None)
+    turn = 0
+    while current:
+        order = [n for n in (names if turn % 2 == 0 else reversed(names)) if n in current]
+        for n in order:
+            port, procs = targets[n]
+            label = f"{n} " if len(names) > 1 else ""
+            advance(n, _step(port, workload, procs, spec, cpus, current[n], steps[n], label, log))
+        turn += 1
+    return {n: out[n] for n in names}
+
+
+def _step(
+    port: int,
+    workload: str,
+    procs: Sequence[Proc],
+    spec: SweepSpec,
+    cpus: set[int] | None,
+    rate: float,
+    steps: list[dict],
+    label: str = "",
+    log=print,
+) -> bool:  # noqa: ANN001
+    """One open-loop rate step, judged; a narrowly failed step is repeated (one stall must not end
+    the ladder)."""
+    for attempt in range(1 + spec.retries):
+        r, cpu = measured_run(
+            port,
+            workload,
+            procs,
+            cpus,
+            mode="open",
+            rate=rate,
+            connections=spec.connections,
+            workers=spec.workers,
+            duration=spec.step_s,
+            warmup=spec.warmup,
+            drain=spec.drain,
+        )
+        ok, why = judge(r, rate, spec)
+        steps.append(
+            {
+                "rate": rate,
+                "ok": ok,
+                "why": why,
+                "attempt": attempt + 1,
+                "achieved": round(r.achieved, 1),
+                "p50": r.pct_ms(50),
+                "p90": r.pct_ms(90),
+                "p99": r.pct_ms(99),
+                "proxy_cpu_pct": round(cpu, 1),
+            }
+        )
+        log(
+            f"    {label}{rate:7.0f} req/s: {'pass' if ok else 'FAIL'} ({why}; proxy CPU {cpu:.0f} %)"
+            + (f" [attempt {attempt + 1}]" if attempt else "")
+        )
+        if ok:
+            return True
+        if not near_miss(r, spec):
+            break
+    return False
+
+
 def sustainable(
     port: int,
     workload: str,
@@ -156,81 +277,11 @@ def sustainable(
     probe: dict | None = None,
     log=print,
 ) -> dict:  # noqa: ANN001
-    """Open-loop steps from half the closed-loop capacity up; ``probe`` reuses a measured capacity."""
+    """One target's ladder; ``probe`` reuses a measured capacity (else a closed-loop probe runs first)."""
     if probe is None:
         probe = closed_probe(port, workload, procs, spec, cpus)
         log(
             f"    closed loop: {probe['achieved']:.0f} req/s (p50 {probe['p50']:.1f} ms, "
             f"proxy CPU {probe['proxy_cpu_pct']:.0f} %)"
         )
-    cap = probe["achieved"]
-    steps: list[dict] = []
-    best: float | None = None
-    fail: float | None = None
-
-    def step(rate: float) -> bool:
-        for attempt in range(
-            1 + spec.retries
-        ):  # a failed step is repeated: one stall must not end the ladder
-            r, cpu = measured_run(
-                port,
-                workload,
-                procs,
-                cpus,
-                mode="open",
-                rate=rate,
-                connections=spec.connections,
-                workers=spec.workers,
-                duration=spec.step_s,
-                warmup=spec.warmup,
-                drain=spec.drain,
-            )
-            ok, why = judge(r, rate, spec)
-            steps.append(
-                {
-                    "rate": rate,
-                    "ok": ok,
-                    "why": why,
-                    "attempt": attempt + 1,
-                    "achieved": round(r.achieved, 1),
-                    "p50": r.pct_ms(50),
-                    "p90": r.pct_ms(90),
-                    "p99": r.pct_ms(99),
-                    "proxy_cpu_pct": round(cpu, 1),
-                }
-            )
-            log(
-                f"    {rate:7.0f} req/s: {'pass' if ok else 'FAIL'} ({why}; proxy CPU {cpu:.0f} %)"
-                + (f" [attempt {attempt + 1}]" if attempt else "")
-            )
-            if ok:
-                return True
-            if not near_miss(r, spec):
-                break
-        return False
-
-    if cap > 0:
-        for f in spec.factors:
-            rate = round(cap * f)
-            if rate < 1 or rate > spec.max_rate:
-                break
-            if step(rate):
-                best = rate
-            else:
-                fail = rate
-                break
-        lo = best if best is not None else 0.0
-        for _ in range(spec.refine if fail is not None else 0):
-            mid = round((lo + fail) / 2)
-            if mid <= lo or mid >= fail:
-                break
-            if step(mid):
-                lo = best = mid
-            else:
-                fail = mid
-    return {
-        "closed": probe,
-        "sustainable": best,
-        "first_fail": fail,
-        "steps": steps,
-    }
+    return sustainable_interleaved({"target": (port, procs)}, workload, spec, cpus, {"target": probe}, log)["target"]
