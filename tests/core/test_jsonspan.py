@@ -107,6 +107,14 @@ def test_spans_are_bytes_with_multibyte_text_bom_and_whitespace():
     assert nodes[2].text(doc) == "ü€😀" and nodes[4].text(doc) == '"q\\'
 
 
+def test_spans_after_a_prefix_are_offsets_in_the_whole_body():
+    doc = b'while(1);\xef\xbb\xbf {"a": ["x", {"b\\u0041": "y"}], "c": [1]}'
+    nodes = jsonspan.walk(doc, offset=9)
+    got = {n.path: doc[n.start : n.end] for n in nodes}
+    assert got[("a", 0)] == b'"x"' and got[("a", 1, "bA")] == b'"y"' and got[("c",)] == b"[1]"
+    assert got[()] == doc[doc.index(b"{") :]
+
+
 def test_too_many_values_is_bounded():
     with pytest.raises(BodyError) as e:
         jsonspan.walk(b"[" + b"1," * 100 + b"1]", max_nodes=50)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from itertools import accumulate
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ from .errors import BodyError, RuleError
 # After validation the document is known to be JSON, so the lexer only needs to tell tokens apart:
 # strings, container brackets and scalars. Commas, colons and whitespace are skipped by the search.
 _LEX = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]]|[^\s,:{}\[\]"]+')  # strings: unrolled loop
+# The same tokens by one split: text between tokens and tokens alternate, and the tokens' offsets
+# follow from the running sum of the parts' lengths (no match object per token).
+_LEX_SPLIT = re.compile(b"(" + _LEX.pattern + b")")
 _BOM = b"\xef\xbb\xbf"
 
 Path = tuple[str | int, ...]
@@ -77,11 +81,13 @@ def walk(data: bytes, *, max_depth: int = 64, max_nodes: int = 200_000, offset: 
     """All values of a JSON text with their paths and spans (document order, containers first).
 
     The C parser validates the whole text first (BodyError cloakgate.body.malformed_json otherwise);
-    then one regex pass finds the tokens and a small loop tracks where each value sits.
+    then one regex split finds the tokens and a small loop tracks where each value sits.
     """
     if data.startswith(_BOM, offset):
         offset += 3
     validate(data, offset)
+    parts = _LEX_SPLIT.split(data[offset:] if offset else data)  # gap, token, gap, token, ..., gap
+    ends = list(accumulate(map(len, parts), initial=offset))  # ends[i + 1]: where parts[i] ends
     nodes: list[Node] = []
     append = nodes.append
     new = tuple.__new__
@@ -90,12 +96,14 @@ def walk(data: bytes, *, max_depth: int = 64, max_nodes: int = 200_000, offset: 
     in_obj = want_key = False
     idx = 0
     key: str = ""
-    for m in _LEX.finditer(data, offset):
-        s, e = m.span()
-        c = data[s]
+    j = 0
+    for tok in parts[1::2]:
+        j += 2
+        s, e = ends[j - 1], ends[j]
+        c = tok[0]
         if want_key and c == 0x22:  # an object key
-            raw = data[s + 1 : e - 1]
-            key = raw.decode("utf-8") if 0x5C not in raw else json.loads(data[s:e])
+            raw = tok[1:-1]
+            key = raw.decode("utf-8") if 0x5C not in raw else json.loads(tok)
             want_key = False
             continue
         if c == 0x7D or c == 0x5D:  # '}' or ']'
