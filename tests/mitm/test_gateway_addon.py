@@ -111,6 +111,23 @@ def test_requestheaders_turns_streaming_off_in_scope(gw: Gateway):
     assert f.request.stream is False
 
 
+@pytest.mark.parametrize("hook", ["gateway", "guard"])
+def test_streaming_is_turned_off_in_scope_only(gw: Gateway, hook: str):
+    """Each of the two turns streaming off for an in-scope request on its own (the guard with the
+    gateway unloaded), with or without a Content-Length; a request elsewhere keeps its streaming."""
+    run = gw.requestheaders if hook == "gateway" else Guard().requestheaders
+    chunked = req("POST", "https://graph.microsoft.com/v1.0/me/messages", b"{}")
+    del chunked.request.headers["content-length"]
+    chunked.request.headers["transfer-encoding"] = "chunked"
+    get = req("GET", "https://graph.microsoft.com/v1.0/me/messages?$top=10")
+    other = req("POST", "https://example.net/upload", b"x" * 10)
+    for f in (chunked, get, other):
+        f.request.stream = True
+        run(f)
+    assert chunked.request.stream is False and get.request.stream is False
+    assert other.request.stream is True
+
+
 def test_guard_refuses_what_the_gateway_did_not_see(gw: Gateway):
     guard = Guard()
     f = req("POST", "https://graph.microsoft.com/v1.0/me/sendMail", b'{"message":{"subject":"Zaphodius"}}')

@@ -330,12 +330,15 @@ class Gateway:
             return
         pack = None
         try:
+            req = flow.request
+            cl = header(req.headers, b"content-length")
+            if cl is None and not req.stream:
+                return  # nothing to decide before the body: the request hook looks the pack up
             pack = self.scope.pack_for(flow)
             if pack is None:
                 return
-            flow.request.stream = False
+            req.stream = False
             limit = min(self.max_body, pack.max_body)
-            cl = header(flow.request.headers, b"content-length")
             if cl is not None and cl.strip().isdigit() and int(cl) > limit:
                 self._refuse(flow, pack.id, None, CloakgateError(
                     "request body exceeds the limit", code="cloakgate.body.too_large", status_hint=413))

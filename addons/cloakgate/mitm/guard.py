@@ -28,7 +28,7 @@ class Guard:
                 return
             # A replay runs the hooks again on the same flow: a mark from an earlier pass must not count.
             flow.metadata.pop(M_SEEN, None)
-            if self._in_scope(flow):
+            if flow.request.stream and self._in_scope(flow):  # an unstreamed request needs no look-up
                 flow.request.stream = False
         except Exception:  # never let a request slip past on an error
             flow.kill()
