@@ -281,7 +281,8 @@ def protect_request(
     out = Outcome(pack.id, route.name)
     if not route.fields:
         return out
-    headers = tuple(headers)  # read several times below: an iterator would be empty the second time
+    if route.body_kind is not None or "header" in route.by_where:
+        headers = tuple(headers)  # read several times below: an iterator would be empty the second time
     key = ring.primary(pack.id)
     out.kid = key.kid
     run = _Run(pack, route, key, ring, rand, out)
