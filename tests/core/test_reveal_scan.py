@@ -156,3 +156,11 @@ def test_stats_add_sums_counts_per_scheme():
     a.add(RevealStats(revealed=2, invalid=1, by_scheme={"words": 1, "fpe": 1}))
     assert (a.revealed, a.truncated, a.invalid) == (5, 1, 1)
     assert a.by_scheme == {"words": 3, "aead": 1, "fpe": 1}
+
+
+def test_packed_run_counts_add_up_per_field():
+    from cloakgate.core.reveal import _pack_counts, _unpack_counts
+
+    runs = [(3, 0, 7, 1, 0, 2), (0, 5, 0, 0, 9, 0), (2**31, 0, 0, 0, 0, 2**31 - 1)]
+    assert _unpack_counts(sum(map(_pack_counts, runs))) == [sum(c) for c in zip(*runs)]
+    assert _unpack_counts(_pack_counts((2**32 - 1,) * 6)) == [2**32 - 1] * 6

@@ -40,6 +40,18 @@ _RUN_SPLIT_LOWER_Q = _run_split(_CAND_SPLIT_LOWER_Q)
 _FIRST = operator.itemgetter(0)
 _SECOND = operator.itemgetter(1)
 _COUNT_ORDER = b"adwe"  # a run's counts: revealed per scheme letter in this order, then truncated, invalid
+# A run's six counts travel packed into one int, 32 bits each (a body of at most 32 MiB holds far
+# fewer than 2**32 tokens), so that a body's totals are one ``sum`` in C over its runs.
+_COUNT_BITS = 32
+_COUNT_MASK = (1 << _COUNT_BITS) - 1
+
+
+def _pack_counts(counts: Sequence[int]) -> int:
+    return sum(n << (_COUNT_BITS * k) for k, n in enumerate(counts))
+
+
+def _unpack_counts(packed: int) -> list[int]:
+    return [(packed >> (_COUNT_BITS * k)) & _COUNT_MASK for k in range(6)]
 _UNCACHEABLE_RUN = re.compile(rb"(?:\A|[ ])[Qq][Xx][AaEe]")  # aead (unique) or e-mail (its outcome depends on what follows)
 _UPPER_Q = re.compile(rb"Q[Xx]")
 _ALNUM = re.compile(rb"[A-Za-z0-9]")
@@ -123,7 +135,7 @@ class Revealer:
         self._cache: dict[str, tuple[str, int]] = {}
         self._escaped: dict[tuple[str, str], dict[bytes, bytes]] = {}
         self._skip: dict[bytes, int] = {}  # candidates left as they are, and why
-        self._runs: dict[tuple[str, str], dict[bytes, tuple[bytes, tuple[int, ...]]]] = {}
+        self._runs: dict[tuple[str, str], dict[bytes, tuple[bytes, int]]] = {}
         self._run_bytes = 0
         self._generation = ring.generation
 
@@ -182,7 +194,7 @@ class Revealer:
         glued = _glued(parts)
         if glued or None in hits:
             self._misses(parts, hits, glued, runs, upper, context, charset)
-        totals = list(map(sum, zip(*map(_SECOND, hits))))
+        totals = _unpack_counts(sum(map(_SECOND, hits)))
         for ch, n in zip(_COUNT_ORDER, totals):
             if n:
                 stats.by_scheme[self.SCHEME_NAMES[chr(ch)]] = n
@@ -221,10 +233,11 @@ class Revealer:
             runs[run] = (new, counts)
             self._run_bytes += size
 
-    def _tokens(self, parts: list[bytes], context: str, charset: str) -> tuple[int, ...]:
+    def _tokens(self, parts: list[bytes], context: str, charset: str) -> int:
         """Reveal the candidates of ``parts`` (text, candidate, text, ...) in place, one by one.
 
-        Returns the counts: revealed per scheme letter (a, d, w, e), truncated, invalid.
+        Returns the counts, packed (``_pack_counts``): revealed per scheme letter (a, d, w, e),
+        truncated, invalid.
         """
         stats = RevealStats()
         fast = self._escaped.get((context, charset))
@@ -257,7 +270,7 @@ class Revealer:
             if letter:
                 counts[letter] += 1
         parts[1::2] = hits
-        return (*counts.values(), stats.truncated, stats.invalid)
+        return _pack_counts((*counts.values(), stats.truncated, stats.invalid))
 
     def _slow(self, parts: list[bytes], i: int, context: str, charset: str,
               fast: dict[bytes, bytes], skip: dict[bytes, int], stats: RevealStats) -> tuple[bytes, int]:
