@@ -212,6 +212,17 @@ def test_batch_bodies_object_and_base64():
     assert json.loads(reveal(base64.b64decode(doc["requests"][1]["body"])).body)["title"] == "Secret Plan"
 
 
+def test_reveal_encodes_for_the_response_charset():
+    tok = json.loads(protect("/notes", '{"secret": "Zoë € x", "required": "r"}'.encode()).body)["secret"]
+    page = f"<p>{tok}</p>".encode()
+    for ctype in ('text/html; Charset="ISO-8859-1"', "text/html; charset=iso-8859-1", "text/html;charset=latin-1"):
+        assert reveal(page, ctype).body == "<p>Zoë &#8364; x</p>".encode("latin-1"), ctype
+    assert reveal(page, "text/html").body == "<p>Zoë € x</p>".encode()  # no charset: UTF-8
+    doc = json.dumps({"a": tok}).encode()
+    assert reveal(doc, "application/json; charset=us-ascii").body == b'{"a": "Zo\\u00eb \\u20ac x"}'
+    assert reveal(doc, "application/json; charset=utf-8").body == '{"a": "Zoë € x"}'.encode()
+
+
 def test_reveal_contexts_and_counts():
     tok = json.loads(protect("/notes", b'{"secret": "<b>\\"Tom\\" & Jerry</b>", "required": "r"}').body)["secret"]
     html = f"<p title='{tok}'>{tok}</p>".encode()

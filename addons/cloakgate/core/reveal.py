@@ -330,8 +330,11 @@ def _glued(parts: list[bytes]) -> list[int]:
     an escape that ends in a letter or digit (JSON ``\\n``, ``\\u001f``, URL ``%0A``).
     """
     first = parts[0]
-    out = [0] if first and first[-1:].isalnum() else []
-    lasts = bytes(map(_LAST, parts[2:-1:2]))  # the byte before each further candidate
+    glued_first = bool(first) and first[-1:].isalnum()
+    lasts = bytes(tuple(map(_LAST, parts[2:-1:2])))  # the byte before each further candidate
+    if not glued_first and _ALNUM.search(lasts) is None:
+        return []  # the common case: every candidate follows a quote, a space, a tag
+    out = [0] if glued_first else []
     out.extend(m.start() + 1 for m in _ALNUM.finditer(lasts))
     return [i for i in out if not _ESCAPE_END.search(parts[2 * i])]
 
@@ -372,6 +375,26 @@ class RevealOutcome:
     error: str | None = None  # a code when the body could not be read (left untouched)
 
 
+_MEDIA_MEMO: dict[str | None, tuple[str | None, str]] = {}
+
+
+def _media(content_type: str | None) -> tuple[str | None, str]:
+    """The escaping context and the charset (default utf-8) of a Content-Type, memoized: a SaaS
+    answers with a handful of distinct values (bounded all the same)."""
+    hit = _MEDIA_MEMO.get(content_type)
+    if hit is None:
+        charset = "utf-8"
+        for part in (content_type or "").split(";")[1:]:
+            k, _, v = part.partition("=")
+            if k.strip().lower() == "charset" and v.strip():
+                charset = v.strip().strip('"').lower()
+        hit = (context_for(content_type), charset)
+        if len(_MEDIA_MEMO) >= 256:
+            _MEDIA_MEMO.clear()
+        _MEDIA_MEMO[content_type] = hit
+    return hit
+
+
 def reveal_body(
     revealer: Revealer,
     body: bytes,
@@ -383,7 +406,7 @@ def reveal_body(
     reveal_rules: Sequence[RevealRule] = (),
 ) -> RevealOutcome:
     """Reveal a response body. The new body, if any, is returned decoded (identity)."""
-    context = context_for(content_type)
+    context, charset = _media(content_type)
     if context is None or not body:
         return RevealOutcome(None, RevealStats())
     try:
@@ -391,11 +414,6 @@ def reveal_body(
         data = encoding.decode(body, encs, max_size=max_size) if encs else body
     except BodyError as e:
         return RevealOutcome(None, RevealStats(), e.code)
-    charset = "utf-8"
-    for part in (content_type or "").split(";")[1:]:
-        k, _, v = part.partition("=")
-        if k.strip().lower() == "charset" and v.strip():
-            charset = v.strip().strip('"').lower()
     new, stats = revealer.scan(data, context, charset)
     if reveal_rules and pack is not None and context == "json":
         new2, st2 = reveal_positions(new if new is not None else data, reveal_rules, pack, revealer.ring)
