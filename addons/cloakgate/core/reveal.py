@@ -44,14 +44,6 @@ _COUNT_ORDER = b"adwe"  # a run's counts: revealed per scheme letter in this ord
 # fewer than 2**32 tokens), so that a body's totals are one ``sum`` in C over its runs.
 _COUNT_BITS = 32
 _COUNT_MASK = (1 << _COUNT_BITS) - 1
-
-
-def _pack_counts(counts: Sequence[int]) -> int:
-    return sum(n << (_COUNT_BITS * k) for k, n in enumerate(counts))
-
-
-def _unpack_counts(packed: int) -> list[int]:
-    return [(packed >> (_COUNT_BITS * k)) & _COUNT_MASK for k in range(6)]
 _UNCACHEABLE_RUN = re.compile(rb"(?:\A|[ ])[Qq][Xx][AaEe]")  # aead (unique) or e-mail (its outcome depends on what follows)
 _UPPER_Q = re.compile(rb"Q[Xx]")
 _ALNUM = re.compile(rb"[A-Za-z0-9]")
@@ -62,6 +54,14 @@ _NOT_TOKEN, _TRUNCATED, _INVALID = 0, 1, 2  # why a candidate stays as it is
 _EMAIL_DOMAIN = re.compile(rb"@([A-Za-z0-9-]+)(?:\.[A-Za-z0-9-]+)+")  # the domain after an e-mail token
 _B32_LABEL = re.compile(rb"[A-Za-z2-7]+")
 _CACHED = frozenset("dwe")  # deterministic schemes repeat: their plaintexts are worth caching
+
+
+def _pack_counts(counts: Sequence[int]) -> int:
+    return sum(n << (_COUNT_BITS * k) for k, n in enumerate(counts))
+
+
+def _unpack_counts(packed: int) -> list[int]:
+    return [(packed >> (_COUNT_BITS * k)) & _COUNT_MASK for k in range(6)]
 
 
 def context_for(content_type: str | None) -> str | None:
