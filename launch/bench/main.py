@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -599,18 +600,14 @@ def run(
         res["scale"] = scale_out(a, tmp, keys.gateway_args or [], children, upstream.port, spec)
 
     # 7. profile
+    rig = Rig(a, tmp, keys.gateway_args or [], children, upstream.port, proxy_cpus, gen_cpus)
     if a.profile and "gateway" not in ports:
         res["profile"] = "not profiled: the gateway configuration did not run"
     elif a.profile:
-        res["profile"] = profile(
-            a, tmp, keys.gateway_args or [], children, upstream.port, out, proxy_cpus, gen_cpus
-        )
+        res["profile"] = profile(rig, out)
     # 8. the gateway's hooks timed inside mitmdump
     if a.hook_times and "gateway" in ports:
-        res["hook_times"] = {
-            wl: hook_times(wl, a, tmp, keys.gateway_args or [], children, upstream.port, proxy_cpus, gen_cpus)
-            for wl in a.workload_list
-        }
+        res["hook_times"] = {wl: hook_times(rig, wl) for wl in a.workload_list}
     upstream_check = upstream.alive()
     if not upstream_check:
         res["notes"].append("the upstream died during the run: results are suspect")
@@ -708,35 +705,56 @@ def scale_out(
     return {"rows": rows, "haproxy": how, "note": note}
 
 
-def profile(
-    a: argparse.Namespace,
-    tmp: Path,
-    key_args: list[str],
-    children: procs.Children,
-    upstream_port: int,
-    out: Path,
-    proxy_cpus: set[int] | None,
-    gen_cpus: set[int] | None,
-) -> str:
+@dataclass(frozen=True)
+class Rig:
+    """What a diagnostic phase (profile, hook times) needs to start one more gateway and load it."""
+
+    a: argparse.Namespace
+    tmp: Path
+    key_args: list[str]
+    children: procs.Children
+    upstream_port: int
+    proxy_cpus: set[int] | None
+    gen_cpus: set[int] | None
+
+    def gateway(self, name: str, *, wrap: list[str] | None = None, extra: list[str] | None = None) -> procs.Proc:
+        """A gateway like the measured one (plus ``extra`` mitmdump arguments), listening."""
+        gw = procs.start_mitmdump(
+            self.children,
+            name,
+            self.upstream_port,
+            gateway=True,
+            tmp=self.tmp,
+            keys=self.key_args,
+            cpus=self.proxy_cpus,
+            rules=self.a.rules,
+            wrap=wrap or [],
+            extra=[*(extra or []), *_extra(self.a)],
+        )
+        try:
+            gw.wait_port(gw.port, timeout=60)
+        except BaseException:
+            self.children.stop(gw)
+            raise
+        return gw
+
+    def load(self, gw: procs.Proc, workload: str, **kw) -> loadgen.Result:  # noqa: ANN003
+        a = self.a
+        return loadgen.run(
+            gw.port, workload, connections=a.connections, workers=a.workers, drain=a.drain, cpus=self.gen_cpus, **kw
+        )
+
+
+def profile(rig: Rig, out: Path) -> str:
     parts = []
-    for wl in [w for w in a.profile_workload.split(",") if w]:
-        text = profile_one(wl, a, tmp, key_args, children, upstream_port, out, proxy_cpus, gen_cpus)
+    for wl in [w for w in rig.a.profile_workload.split(",") if w]:
+        text = profile_one(rig, wl, out)
         parts.append(f"### Under closed-loop load, workload {wl}\n\n{text}")
     return "\n\n".join(parts)
 
 
-def profile_one(
-    workload: str,
-    a: argparse.Namespace,
-    tmp: Path,
-    key_args: list[str],
-    children: procs.Children,
-    upstream_port: int,
-    out: Path,
-    proxy_cpus: set[int] | None,
-    gen_cpus: set[int] | None,
-) -> str:
-    secs = a.profile_seconds
+def profile_one(rig: Rig, workload: str, out: Path) -> str:
+    secs = rig.a.profile_seconds
     use_pyspy = profiling.pyspy_path() is not None
     log(
         f"bench: profiling the gateway for {secs:g} s under closed-loop {workload} load with "
@@ -746,51 +764,19 @@ def profile_one(
     prof_file = out / (f"profile-{workload}-pyspy.txt" if use_pyspy else f"profile-{workload}.prof")
     if not use_pyspy:
         wrap = [sys.executable, str(HERE / "cprofile_mitmdump.py"), str(prof_file), "--"]
-    gw = procs.start_mitmdump(
-        children,
-        f"gateway-profile-{workload}",
-        upstream_port,
-        gateway=True,
-        tmp=tmp,
-        keys=key_args,
-        cpus=proxy_cpus,
-        rules=a.rules,
-        wrap=wrap,
-        extra=_extra(a),
-    )
+    gw = rig.gateway(f"gateway-profile-{workload}", wrap=wrap)
     try:
-        gw.wait_port(gw.port, timeout=60)
         # warm up first (start-up work and first-sight reveals are not the steady state)
-        loadgen.run(
-            gw.port,
-            workload,
-            mode="closed",
-            connections=a.connections,
-            workers=a.workers,
-            duration=min(2.0, secs),
-            warmup=0.0,
-            drain=a.drain,
-            cpus=gen_cpus,
-        )
+        rig.load(gw, workload, mode="closed", duration=min(2.0, secs), warmup=0.0)
         spy = profiling.start_pyspy(gw.pid, secs + 1, prof_file) if use_pyspy else None
         time.sleep(0.5)
-        loadgen.run(
-            gw.port,
-            workload,
-            mode="closed",
-            connections=a.connections,
-            workers=a.workers,
-            duration=secs,
-            warmup=0.5,
-            drain=a.drain,
-            cpus=gen_cpus,
-        )
+        rig.load(gw, workload, mode="closed", duration=secs, warmup=0.5)
         if spy is not None:
             _, err = spy.communicate(timeout=60)
             if spy.returncode != 0 or not prof_file.exists():
                 return f"py-spy failed: {_oneline(err.decode(errors='replace'))}"
     finally:
-        children.stop(gw)
+        rig.children.stop(gw)
     try:
         summary = (
             profiling.summarize_pyspy(prof_file) if use_pyspy else profiling.summarize_cprofile(prof_file)
@@ -800,49 +786,20 @@ def profile_one(
     return profiling.format_summary(summary) + f"\n\nRaw profile: `{prof_file.name}`."
 
 
-def hook_times(
-    workload: str,
-    a: argparse.Namespace,
-    tmp: Path,
-    key_args: list[str],
-    children: procs.Children,
-    upstream_port: int,
-    proxy_cpus: set[int] | None,
-    gen_cpus: set[int] | None,
-) -> dict:
+def hook_times(rig: Rig, workload: str) -> dict:
     """One gateway with ``hooktimes.py`` under the constant-rate load of one workload: per hook the
     wall time inside the proxy (the warm-up not counted)."""
     import hooktimes
 
+    a = rig.a
     secs = max(2.0, a.duration / max(1, a.segments))
     log(f"bench: timing the gateway's hooks inside mitmdump, {workload} at {a.rate:g} req/s for {secs:g} s")
-    gw = procs.start_mitmdump(
-        children,
-        f"gateway-hooktimes-{workload}",
-        upstream_port,
-        gateway=True,
-        tmp=tmp,
-        keys=key_args,
-        cpus=proxy_cpus,
-        rules=a.rules,
-        extra=["-s", str(HERE / "hooktimes.py"), "--set", f"cloakgate_hook_times_skip={a.warmup:g}", *_extra(a)],
-    )
+    timer = ["-s", str(HERE / "hooktimes.py"), "--set", f"cloakgate_hook_times_skip={a.warmup:g}"]
+    gw = rig.gateway(f"gateway-hooktimes-{workload}", extra=timer)
     try:
-        gw.wait_port(gw.port, timeout=60)
-        r = loadgen.run(
-            gw.port,
-            workload,
-            mode="open",
-            rate=a.rate,
-            connections=a.connections,
-            workers=a.workers,
-            duration=secs,
-            warmup=a.warmup,
-            drain=a.drain,
-            cpus=gen_cpus,
-        )
+        r = rig.load(gw, workload, mode="open", rate=a.rate, duration=secs, warmup=a.warmup)
     finally:
-        children.stop(gw)
+        rig.children.stop(gw)
     got = hooktimes.parse(gw.output(1 << 20))
     if got is None:
         return {"error": f"no hook times in the log: {_oneline(gw.output(1500))}"}
