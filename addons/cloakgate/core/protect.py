@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
 from . import jsonspan, schemes
-from .codecs import encoding, form, multipart, splice
+from .codecs import encoding, form, media_type, multipart, splice
 from .errors import BodyError, CloakgateError, FieldError
 from .keyring import DataKey, KeyRing
 from .rules import FieldRule, Pack, Route
@@ -42,10 +42,6 @@ class Outcome:
     @property
     def schemes(self) -> list[str]:
         return sorted({s for _, s in self.counts})
-
-
-def media_type(content_type: str | None) -> str:
-    return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 def content_type_param(content_type: str | None, name: str) -> str | None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import jsonspan, schemes, tokens
-from .codecs import encoding, splice
+from .codecs import encoding, media_type, splice
 from .errors import BodyError, InvalidToken
 from .keyring import KeyRing
 from .rules import Pack, RevealRule
@@ -66,7 +66,7 @@ def _unpack_counts(packed: int) -> list[int]:
 
 def context_for(content_type: str | None) -> str | None:
     """Which escaping revealed plaintext needs in a body of this type; None: not textual."""
-    mt = (content_type or "").split(";", 1)[0].strip().lower()
+    mt = media_type(content_type)
     if not mt:
         return None
     if mt.endswith("json") or mt.endswith("javascript") or mt.endswith("ecmascript"):
@@ -330,7 +330,7 @@ def _glued(parts: list[bytes]) -> list[int]:
     an escape that ends in a letter or digit (JSON ``\\n``, ``\\u001f``, URL ``%0A``).
     """
     first = parts[0]
-    glued_first = bool(first) and first[-1:].isalnum()
+    glued_first = first[-1:].isalnum()  # b"".isalnum() is False: an empty first text glues nothing
     lasts = bytes(tuple(map(_LAST, parts[2:-1:2])))  # the byte before each further candidate
     if not glued_first and _ALNUM.search(lasts) is None:
         return []  # the common case: every candidate follows a quote, a space, a tag

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["splice"]
+__all__ = ["media_type", "splice"]
+
+
+def media_type(content_type: str | None) -> str:
+    """The media type of a Content-Type value, lower case, without parameters ('' when absent)."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 def splice(data: bytes, edits: Sequence[tuple[int, int, bytes]]) -> bytes:
