@@ -1,3 +1,4 @@
+import bisect
 import json
 
 import pytest
@@ -139,3 +140,95 @@ def test_walk_agrees_with_json_module_any_layout(value, indent, ascii_only):
         assert json.loads(doc[n.start : n.end]) == v
         if n.kind == "str":
             assert n.text(doc) == v
+
+
+# --- shapes: a text cut at its quotes; equal shapes, equal structure --------------------------------
+
+def _strings_replaced(value, new):
+    """``value`` with every string value (not the keys) replaced by the next of ``new`` (cycled)."""
+    if isinstance(value, str):
+        return new[next(_strings_replaced.n) % len(new)]
+    if isinstance(value, list):
+        return [_strings_replaced(v, new) for v in value]
+    if isinstance(value, dict):
+        return {k: _strings_replaced(v, new) for k, v in value.items()}
+    return value
+
+
+def _structure(doc: bytes) -> list[tuple]:
+    """Every node of ``doc`` as (path, kind, where): a string by its index in the shape's parts, any
+    other value by the gaps it starts and ends in and its offsets there."""
+    shape = jsonspan.shape(doc)
+    index = {shape.literal(i)[0]: i for i in range(1, len(shape.parts), 2)}
+
+    def gap(pos):
+        i = bisect.bisect_right(shape.starts, pos) - 1
+        return i, pos - shape.starts[i]
+
+    return [(n.path, n.kind, index[n.start] if n.kind == "str" else gap(n.start) + gap(n.end - 1))
+            for n in jsonspan.walk(doc)]
+
+
+@given(json_values, st.sampled_from([None, 2]), st.booleans())
+def test_shape_cuts_the_text_at_the_quotes_of_its_strings(value, indent, ascii_only):
+    doc = json.dumps(value, indent=indent, ensure_ascii=ascii_only).encode()
+    shape = jsonspan.shape(doc)
+    assert b'"'.join(shape.parts) == doc and shape.starts[-1] == len(doc)
+    literals = {shape.literal(i): shape.value(i) for i in range(1, len(shape.parts), 2)}
+    for n in jsonspan.walk(doc):
+        if n.kind == "str":  # every string value is one of the literals, with its value
+            assert literals[(n.start, n.end)] == n.text(doc)
+    assert shape.replace({}) == doc
+
+
+@given(json_values, st.lists(st.text(), min_size=1, max_size=5), st.sampled_from([None, 2]), st.booleans())
+def test_texts_of_one_shape_have_one_structure(value, new, indent, ascii_only):
+    _strings_replaced.n = iter(range(10**6))
+    other = _strings_replaced(value, new)
+    a = json.dumps(value, indent=indent, ensure_ascii=ascii_only).encode()
+    b = json.dumps(other, indent=indent, ensure_ascii=ascii_only).encode()
+    assert jsonspan.shape(a).key == jsonspan.shape(b).key
+    assert _structure(a) == _structure(b)
+
+
+@pytest.mark.parametrize(
+    "a,b",
+    [
+        (b'["a"]', b"[]"),
+        (b'{"a":"x"}', b'{"b":"x"}'),
+        (b'{"a":"x"}', b'{"a":1}'),
+        (b'["x","y"]', b'["x"]'),
+        (b'{"a":"x","b":"y"}', b'{"a":"x"}'),
+        (b'{"a":"\\"","b":1}', b'{"a":"","b":2}'),  # escaped quotes: cut by the string grammar
+        (b'{"a" :"x"}', b'{"a":"x"}'),  # whitespace is part of the shape
+        (b'{"a" :"x"}', b'{"a" :{}}'),
+        (b'{"a" :"x"}', b'{"b" :"x"}'),  # keys before spaced colons are keys
+        (b'["a", "b"]', b'{"a": "b"}'),
+    ],
+)
+def test_texts_of_different_structure_have_different_shapes(a, b):
+    assert jsonspan.shape(a).key != jsonspan.shape(b).key
+
+
+@pytest.mark.parametrize(
+    "doc,strings,replaced",
+    [
+        (b'{"a":"x\\": 1, \\"b","c":"d"}', ["a", 'x": 1, "b', "c", "d"], b'{"Z":"x\\": 1, \\"b","c":"d"}'),
+        (b'{"a" : "x", "b"\n:\t"y"}', ["a", "x", "b", "y"], b'{"Z" : "x", "b"\n:\t"y"}'),
+        (b'\xef\xbb\xbf{"a":"x"}', ["a", "x"], b'\xef\xbb\xbf{"Z":"x"}'),
+        (b'"only"', ["only"], b'"Z"'),
+    ],
+)
+def test_shape_of_escaped_quotes_spaced_colons_and_a_bom(doc, strings, replaced):
+    shape = jsonspan.shape(doc)
+    assert [shape.value(i) for i in range(1, len(shape.parts), 2)] == strings
+    assert shape.replace({}) == doc and shape.replace({1: b"Z"}) == replaced
+    for i in range(1, len(shape.parts), 2):
+        start, end = shape.literal(i)
+        assert json.loads(doc[start:end]) == shape.value(i) and doc[start:end].startswith(b'"')
+
+
+def test_shape_validates_like_walk():
+    for bad in (b'{"a":}', b"NaN", b'{"a":"\xff"}', b"[1,]"):
+        with pytest.raises(BodyError):
+            jsonspan.shape(bad)

@@ -297,3 +297,69 @@ def test_rules_selecting_a_value_inside_another_rules_container_are_refused():
     with pytest.raises(CloakgateError) as e:
         protect_request(OVERLAP, "POST", "/nested", J, b'{"payload": {"who": "Alice"}}', RING, os.urandom)
     assert e.value.code == "cloakgate.rules.overlap"
+
+
+SHAPES_YAML = textwrap.dedent("""\
+    saas: Test
+    id: test
+    hosts: [api.test.example]
+    defaults: {on_missing: skip, on_malformed: skip}
+    routes:
+      - name: shapes
+        methods: [POST]
+        path: /shapes
+        fields:
+          - {json: "$.title", scheme: words}
+          - {json: "$.owner", scheme: deterministic}
+          - {json: "$.tags[*]", scheme: aead}
+          - {json: "$..name", scheme: {type: email, domain: p.test.example}}
+          - json: "$.inner"
+            fields: [{json: "$.who", scheme: words}]
+    """)
+
+shape_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda c: st.lists(c, max_size=3)
+    | st.dictionaries(st.sampled_from(["title", "owner", "tags", "name", "inner", "who", "x"]), c, max_size=4),
+    max_leaves=12,
+)
+
+
+def _protect_or_error(pack, body):
+    try:
+        out = protect_request(pack, "POST", "/shapes", J, body, RING, lambda n: b"\x07" * n)
+    except CloakgateError as e:
+        return e.code
+    return out.body, dict(out.counts)
+
+
+@given(shape_values, shape_values, st.lists(st.text(max_size=8), min_size=1, max_size=4), st.sampled_from([None, 1]))
+@settings(max_examples=200, deadline=None)
+def test_a_text_of_a_known_shape_is_protected_as_a_fresh_walk_would(first, other, new, indent):
+    """The plan of a shape is replayed for the next text of that shape (and only for that shape):
+    the same bytes, counts and errors as a pack that never saw a text before."""
+    it = iter(range(10**6))
+
+    def swap(v):
+        if isinstance(v, str):
+            return new[next(it) % len(new)]
+        if isinstance(v, list):
+            return [swap(x) for x in v]
+        if isinstance(v, dict):
+            return {k: swap(x) for k, x in v.items()}
+        return v
+
+    a = json.dumps(first, indent=indent).encode()
+    b = json.dumps(swap(first), indent=indent).encode()
+    warm, fresh = parse_pack(SHAPES_YAML, "s.yaml", "test"), parse_pack(SHAPES_YAML, "s.yaml", "test")
+    _protect_or_error(warm, json.dumps(other, indent=indent).encode())  # another shape, remembered
+    _protect_or_error(warm, a)  # remembers the shape of a
+    assert _protect_or_error(warm, b) == _protect_or_error(fresh, b)
+
+
+def test_a_string_where_nested_rules_expect_a_container_is_malformed():
+    # was an IndexError (an internal error): rules with fields but no decode layers got a string
+    skip = parse_pack(SHAPES_YAML, "s.yaml", "test")
+    assert _protect_or_error(skip, b'{"inner": "text"}') == (None, {})
+    refuse = parse_pack(SHAPES_YAML.replace("on_malformed: skip", "on_malformed: refuse"), "s.yaml", "test")
+    assert _protect_or_error(refuse, b'{"inner": "text"}') == "cloakgate.field.malformed"

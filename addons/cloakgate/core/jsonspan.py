@@ -5,6 +5,10 @@ does the scanning) and reports every value with its concrete path and its byte s
 key order, escapes, numbers and duplicate keys stay exactly as the client sent them. Duplicate keys
 are all reported (a SaaS parser may keep the first while Python keeps the last: both get protected).
 
+``shape`` validates a text the same way and cuts it at its quotes; its key names the text's structure
+(everything but the string values), so what a walk found in one text is replayed on the next text of
+that shape without walking it (protect does this per route).
+
 ``compile_path`` understands the JSONPath subset rule packs need (RFC 9535 names): ``$``, ``.name``,
 ``['name']``, ``[n]``, ``[*]``, ``.*`` and recursive descent ``..name`` / ``..*`` / ``..[*]``.
 Keys are compared case-insensitively unless the pack asks otherwise (Graph and OWA keys are).
@@ -14,7 +18,8 @@ from __future__ import annotations
 
 import json
 import re
-from itertools import accumulate
+from itertools import accumulate, compress, count, repeat
+from operator import add
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +34,11 @@ _LEX = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]]|[^\s,:{}\[\]"]+')  # stri
 # follow from the running sum of the parts' lengths (no match object per token).
 _LEX_SPLIT = re.compile(b"(" + _LEX.pattern + b")")
 _BOM = b"\xef\xbb\xbf"
+# A string literal, possessive (no backtracking); after validation every '"' outside one starts one.
+# The contents of a string literal, possessive (no backtracking); after validation every quote
+# outside a string opens one. split() drops the quotes and keeps the contents: as bytes.split(b'"').
+_STRING_SPLIT = re.compile(rb'"([^"\\]*+(?:\\.[^"\\]*+)*+)"')
+_WS_COLON = re.compile(rb"(?:^|\x00)[ \t\n\r]+:")
 
 Path = tuple[str | int, ...]
 
@@ -77,15 +87,19 @@ def validate(data: bytes, offset: int = 0) -> None:
 _SCALAR_KIND = {ord("t"): "bool", ord("f"): "bool", ord("n"): "null"}
 
 
-def walk(data: bytes, *, max_depth: int = 64, max_nodes: int = 200_000, offset: int = 0) -> list[Node]:
+def walk(
+    data: bytes, *, max_depth: int = 64, max_nodes: int = 200_000, offset: int = 0, validated: bool = False
+) -> list[Node]:
     """All values of a JSON text with their paths and spans (document order, containers first).
 
-    The C parser validates the whole text first (BodyError cloakgate.body.malformed_json otherwise);
-    then one regex split finds the tokens and a small loop tracks where each value sits.
+    The C parser validates the whole text first (BodyError cloakgate.body.malformed_json otherwise;
+    ``validated``: ``shape`` did it already); then one regex split finds the tokens and a small loop
+    tracks where each value sits.
     """
     if data.startswith(_BOM, offset):
         offset += 3
-    validate(data, offset)
+    if not validated:
+        validate(data, offset)
     parts = _LEX_SPLIT.split(data[offset:] if offset else data)  # gap, token, gap, token, ..., gap
     ends = list(accumulate(map(len, parts), initial=offset))  # ends[i + 1]: where parts[i] ends
     nodes: list[Node] = []
@@ -134,6 +148,70 @@ def walk(data: bytes, *, max_depth: int = 64, max_nodes: int = 200_000, offset: 
         else:
             append(new(Node, (path, _SCALAR_KIND.get(c, "num"), s, e)))
     return nodes
+
+
+class Shape:
+    """A validated JSON text cut at its quotes, and what its structure is.
+
+    ``parts`` alternate: gap, string contents, gap, ..., gap (the text split at every quote that
+    opens or closes a string: strings at the odd indexes). ``key`` is the text without its string
+    values (the gaps, and the object keys): two texts with equal keys have the same paths, kinds and
+    nesting, and their values sit at the same parts. Documents of one API repeat their shapes, so
+    what a caller derives from a walk (which strings the rules select) can be memoized by ``key``
+    and replayed on the next text of that shape, which costs no walk and no offsets.
+    """
+
+    __slots__ = ("key", "parts", "offset", "_starts")
+
+    def __init__(self, key: bytes, parts: list[bytes], offset: int):
+        self.key = key
+        self.parts = parts
+        self.offset = offset  # 3 after a byte order mark
+        self._starts: list[int] | None = None
+
+    @property
+    def starts(self) -> list[int]:
+        """Byte offset of each part (a string's: after its quote), and one more: the end."""
+        if self._starts is None:
+            st = list(map(add, accumulate(map(len, self.parts), initial=self.offset), count()))
+            st[-1] -= 1  # + one quote per part, none after the last
+            self._starts = st
+        return self._starts
+
+    def literal(self, i: int) -> tuple[int, int]:
+        """The span of string ``i`` with its quotes."""
+        st = self.starts
+        return st[i] - 1, st[i + 1]
+
+    def value(self, i: int) -> str:
+        """The value of string ``i``."""
+        raw = self.parts[i]
+        return raw.decode("utf-8") if b"\\" not in raw else json.loads(b'"' + raw + b'"')
+
+    def replace(self, contents: dict[int, bytes]) -> bytes:
+        """The text with the contents of some strings replaced (escaped JSON, without quotes)."""
+        parts = self.parts.copy()
+        for i, c in contents.items():
+            parts[i] = c
+        text = b'"'.join(parts)
+        return _BOM + text if self.offset else text
+
+
+def shape(data: bytes) -> Shape:
+    """Validate ``data`` (BodyError as ``walk``) and cut it at the quotes of its strings."""
+    offset = 3 if data.startswith(_BOM) else 0
+    validate(data, offset)
+    text = data[offset:] if offset else data
+    # Without an escaped quote every quote opens or closes a string: bytes.split finds them all.
+    parts = text.split(b'"') if b'\\"' not in text else _STRING_SPLIT.split(text)
+    gaps = parts[0::2]
+    joined = b"\x00".join(gaps)  # valid JSON has no raw control character anywhere: NUL and SOH separate
+    # A string is an object key when the gap after it starts with ':' (maybe after whitespace).
+    if _WS_COLON.search(joined) is None:
+        keys = compress(parts[1::2], map(bytes.startswith, gaps[1:], repeat(b":")))
+    else:
+        keys = (k for k, gap in zip(parts[1::2], gaps[1:]) if gap.lstrip()[:1] == b":")
+    return Shape(joined + b"\x01" + b"\x00".join(keys), parts, offset)
 
 
 # --- JSONPath ------------------------------------------------------------------------------------
@@ -231,10 +309,24 @@ class Selector:
     """
 
     MEMO_SIZE = 20_000
+    SHAPES_SIZE = 256  # documents shapes remembered (see Shape) ...
+    SHAPE_MAX = 64 * 1024  # ... each at most this long
 
     def __init__(self, paths: Sequence[JsonPath | None]):
         self.paths = tuple(paths)  # None: a rule that is not a JSON rule, never matches
         self._memo: dict[Path, tuple[int, ...]] = {}
+        self._shapes: dict[bytes, object] = {}
+
+    def by_shape(self, key: bytes) -> object | None:
+        """What a caller remembered for a document shape (``Shape.key``) under these paths."""
+        return self._shapes.get(key)
+
+    def remember_shape(self, key: bytes, value: object) -> None:
+        if len(key) > self.SHAPE_MAX:
+            return
+        if len(self._shapes) >= self.SHAPES_SIZE:
+            self._shapes.clear()
+        self._shapes[key] = value
 
     def which(self, path: Path) -> tuple[int, ...]:
         hit = self._memo.get(path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
@@ -92,7 +93,10 @@ class _Run:
         scheme = rule.scheme
         assert scheme is not None
         try:
-            new = self.transform(rule, scheme, value)
+            if rule.grammar == "plain":
+                new = scheme.protect(value, self.key, self.ring, self.rand)
+            else:
+                new = self.transform(rule, scheme, value)
         except FieldError as e:
             if e.code == "cloakgate.field.too_long":
                 raise
@@ -100,7 +104,7 @@ class _Run:
             return None
         if rule.max_length is not None and len(new) > rule.max_length:
             raise FieldError(f"protected {rule.label} exceeds its max_length", code="cloakgate.field.too_long")
-        counts, key = self.out.counts, (rule.label, scheme.name)
+        counts, key = self.out.counts, rule.count_key
         counts[key] = counts.get(key, 0) + 1
         return new
 
@@ -115,7 +119,7 @@ class _Run:
                 else scheme.word(m.group(), self.key, self.ring),
                 value,
             )
-        return self.protect(scheme, value)
+        return self.protect(scheme, value)  # a plain value (value() calls the scheme itself)
 
     def _odata(self, rule: FieldRule, scheme: schemes.Scheme, m: re.Match[str]) -> str:
         prop, op, lit = m.groups()
@@ -129,6 +133,9 @@ class _Run:
     def nested(self, rule: FieldRule, value: str) -> str | None:
         """Undo the rule's decode layers, protect the inner document, redo the layers."""
         layers = rule.decode
+        if not layers:  # nested rules without decode layers select inside a container, not a string
+            self.malformed(rule)
+            return None
         text: str | bytes = value
         try:
             for layer in layers[:-1]:
@@ -160,44 +167,45 @@ class _Run:
     # --- documents -------------------------------------------------------------------------------
 
     def json(self, data: bytes, rules: Sequence[FieldRule], selector: jsonspan.Selector) -> bytes | None:
-        """Protect the selected values of a JSON text; None if nothing changed."""
+        """Protect the selected values of a JSON text; None if nothing changed.
+
+        What the rules select is a plan of the text's shape (``jsonspan.Shape``): built from a walk
+        the first time a shape is seen, replayed for the next text of that shape.
+        """
         if not data.strip():
             for r in rules:
                 self.missing(r)
             return None
-        nodes = jsonspan.walk(data)
-        edits: list[tuple[int, int, bytes]] = []
-        claimed: set[tuple[int, int]] = set()
-        for rule, selected in zip(rules, selector.select(nodes), strict=True):
-            hits = [n for n in selected if n.kind != "null"]
-            if not hits:
+        shape = jsonspan.shape(data)
+        plan = selector.by_shape(shape.key)
+        if plan is None:
+            plan = _json_plan(data, shape, rules, selector)
+            selector.remember_shape(shape.key, plan)
+        contents: dict[int, bytes] = {}  # string index -> its protected contents
+        nested: list[tuple[int, int, bytes]] = []  # containers protected by their own rules
+        for rule, items in zip(rules, plan, strict=True):  # type: ignore[call-overload]
+            if items is None:
                 self.missing(rule)
                 continue
-            for n in hits:
-                if n.kind in ("obj", "arr") and rule.fields:
-                    if (n.start, n.end) not in claimed:
-                        new = self.json(data[n.start : n.end], rule.fields, rule.json_selector)
-                        if new is not None:
-                            claimed.add((n.start, n.end))
-                            edits.append((n.start, n.end, new))
+            for item in items:
+                if type(item) is int:
+                    if item < 0:
+                        self.malformed(rule)
+                    elif item not in contents:  # else an earlier rule already protected this very value
+                        new_value = self.value(rule, shape.value(item))
+                        if new_value is not None:
+                            contents[item] = jsonspan.escape_string_body(new_value)
                     continue
-                if n.kind in ("obj", "arr"):
-                    targets = jsonspan.leaves_under(nodes, n)
-                elif n.kind == "str":
-                    targets = [n]
-                else:
-                    self.malformed(rule)
-                    continue
-                for t in targets:
-                    if (t.start, t.end) in claimed:
-                        continue  # an earlier rule already protected this very value
-                    new_value = self.value(rule, t.text(data))
-                    if new_value is not None:
-                        claimed.add((t.start, t.end))
-                        edits.append((t.start, t.end, b'"' + jsonspan.escape_string_body(new_value) + b'"'))
-        if not edits:
-            return None
-        spans = sorted(claimed)
+                s_part, s_off, e_part, e_off = item
+                start, end = shape.starts[s_part] + s_off, shape.starts[e_part] + e_off
+                if all(n[0] != start or n[1] != end for n in nested):
+                    new = self.json(data[start:end], rule.fields, rule.json_selector)
+                    if new is not None:
+                        nested.append((start, end, new))
+        if not nested:
+            return shape.replace(contents) if contents else None
+        edits = nested + [(*shape.literal(i), b'"' + c + b'"') for i, c in contents.items()]
+        spans = sorted(e[:2] for e in edits)
         if any(b[0] < a[1] for a, b in zip(spans, spans[1:])):  # a value inside a container another rule took
             raise CloakgateError("two rules select overlapping values", code="cloakgate.rules.overlap")
         return splice(data, edits)
@@ -246,6 +254,47 @@ class _Run:
                     multipart.check_replacement(boundary, enc)
                     edits.append((p.body_start, p.body_end, enc))
         return splice(data, edits) if edits else None
+
+
+_MALFORMED = -1  # a plan item: the rule selects a number or a boolean
+Plan = tuple[tuple[int | tuple[int, int, int, int], ...] | None, ...]
+
+
+def _json_plan(data: bytes, shape: jsonspan.Shape, rules: Sequence[FieldRule], selector: jsonspan.Selector) -> Plan:
+    """What each rule selects in a text of this shape, by position in ``shape.parts``.
+
+    Per rule: None when it selects nothing but nulls (missing); else, in document order, the string
+    literals to protect (part indexes; a container's string leaves when the rule has no fields of its
+    own), ``_MALFORMED`` for a number or boolean, and for a container with nested rules its span as
+    (part, offset, part, offset): offsets into gaps, which every text of the shape shares.
+    """
+    nodes = jsonspan.walk(data, validated=True)
+    starts = shape.starts
+    literal = {starts[i] - 1: i for i in range(1, len(shape.parts), 2)}  # opening quote -> string
+
+    def ref(pos: int, end: bool) -> tuple[int, int]:
+        i = bisect_right(starts, pos - 1 if end else pos) - 1  # the gap holding the bracket
+        return i, pos - starts[i]
+
+    plan: list[tuple[int | tuple[int, int, int, int], ...] | None] = []
+    for rule, selected in zip(rules, selector.select(nodes), strict=True):
+        hits = [n for n in selected if n.kind != "null"]
+        if not hits:
+            plan.append(None)
+            continue
+        items: list[int | tuple[int, int, int, int]] = []
+        for n in hits:
+            if n.kind in ("obj", "arr"):
+                if rule.fields:
+                    items.append(ref(n.start, False) + ref(n.end, True))
+                else:
+                    items.extend(literal[t.start] for t in jsonspan.leaves_under(nodes, n))
+            elif n.kind == "str":
+                items.append(literal[n.start])
+            else:
+                items.append(_MALFORMED)
+        plan.append(tuple(items))
+    return tuple(plan)
 
 
 def _body_kind(mt: str) -> str | None:

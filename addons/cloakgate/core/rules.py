@@ -110,9 +110,14 @@ class FieldRule:
     jsonpath: JsonPath | None = None
     properties: frozenset[str] | None = None  # odata: the properties whose literals are transformed
 
-    @property
+    @cached_property
     def label(self) -> str:
         return f"{self.where}:{self.selector}"
+
+    @cached_property
+    def count_key(self) -> tuple[str, str]:
+        """How a protected value is counted: (label, scheme name)."""
+        return self.label, self.scheme.name if self.scheme is not None else ""
 
     @cached_property
     def json_selector(self) -> Selector:
