@@ -363,3 +363,22 @@ def test_a_string_where_nested_rules_expect_a_container_is_malformed():
     assert _protect_or_error(skip, b'{"inner": "text"}') == (None, {})
     refuse = parse_pack(SHAPES_YAML.replace("on_malformed: skip", "on_malformed: refuse"), "s.yaml", "test")
     assert _protect_or_error(refuse, b'{"inner": "text"}') == "cloakgate.field.malformed"
+
+
+def test_repeated_values_are_protected_alike_and_counted_each_time():
+    body = b'{"title": "Hello World", "tags": ["a", "a"], "secret": "s", "required": "r"}'
+    first, second = protect("/notes", body), protect("/notes", body)  # the second from the outputs cache
+    a, b = json.loads(first.body), json.loads(second.body)
+    assert a["title"] == b["title"] and a["tags"] == b["tags"] and a["tags"][0] == a["tags"][1]
+    assert a["secret"] != b["secret"]  # aead: random, never cached
+    assert first.counts == second.counts == {("json:$.title", "words"): 1, ("json:$.tags[*]", "deterministic"): 2,
+                                             ("json:$.secret", "aead"): 1, ("json:$.required", "aead"): 1}
+
+
+def test_cached_outputs_belong_to_their_key():
+    body = b'{"title": "Hello", "tags": ["a"], "required": "r"}'
+    other = StaticKeyRing([make_key("abc", "test", seed=9)])  # same key id, other material: another handle
+    first, second = protect("/notes", body), protect("/notes", body, ring=other)
+    assert json.loads(first.body)["tags"] != json.loads(second.body)["tags"]
+    assert json.loads(reveal_body(Revealer(other), second.body, "application/json", None, max_size=1 << 20).body)[
+        "tags"] == ["a"]

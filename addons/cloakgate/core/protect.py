@@ -130,6 +130,15 @@ class _Run:
     def protect(self, scheme: schemes.Scheme, value: str) -> str:
         return scheme.protect(value, self.key, self.ring, self.rand)
 
+    def outputs(self, rule: FieldRule) -> dict[bytes, bytes]:
+        """Protected JSON string contents by original contents, for a rule whose outputs may be cached
+        (``FieldRule.cache_outputs``): names and subjects repeat. Memory only, per key handle."""
+        by_rule: dict[int, dict[bytes, bytes]] = self.key.cached("protect/outputs", dict)
+        out = by_rule.get(rule.serial)
+        if out is None:
+            out = by_rule[rule.serial] = {}
+        return out
+
     def nested(self, rule: FieldRule, value: str) -> str | None:
         """Undo the rule's decode layers, protect the inner document, redo the layers."""
         layers = rule.decode
@@ -183,18 +192,32 @@ class _Run:
             selector.remember_shape(shape.key, plan)
         contents: dict[int, bytes] = {}  # string index -> its protected contents
         nested: list[tuple[int, int, bytes]] = []  # containers protected by their own rules
+        parts, counts = shape.parts, self.out.counts
         for rule, items in zip(rules, plan, strict=True):  # type: ignore[call-overload]
             if items is None:
                 self.missing(rule)
                 continue
+            outputs = self.outputs(rule) if rule.cache_outputs else None
             for item in items:
                 if type(item) is int:
                     if item < 0:
                         self.malformed(rule)
-                    elif item not in contents:  # else an earlier rule already protected this very value
-                        new_value = self.value(rule, shape.value(item))
-                        if new_value is not None:
-                            contents[item] = jsonspan.escape_string_body(new_value)
+                        continue
+                    if item in contents:
+                        continue  # an earlier rule already protected this very value
+                    raw = parts[item]
+                    hit = outputs.get(raw) if outputs is not None else None
+                    if hit is not None:  # this rule protected this very string before, under this key
+                        contents[item] = hit
+                        counts[rule.count_key] = counts.get(rule.count_key, 0) + 1
+                        continue
+                    new_value = self.value(rule, shape.value(item))
+                    if new_value is not None:
+                        contents[item] = enc = jsonspan.escape_string_body(new_value)
+                        if outputs is not None and len(raw) <= _OUTPUT_RAW_MAX:
+                            if len(outputs) >= _OUTPUT_CACHE_SIZE:
+                                outputs.clear()
+                            outputs[raw] = enc
                     continue
                 s_part, s_off, e_part, e_off = item
                 start, end = shape.starts[s_part] + s_off, shape.starts[e_part] + e_off
@@ -256,6 +279,8 @@ class _Run:
         return splice(data, edits) if edits else None
 
 
+_OUTPUT_RAW_MAX = 256  # longer strings (a mail body) rarely repeat whole: not cached
+_OUTPUT_CACHE_SIZE = 20_000  # per rule and key
 _MALFORMED = -1  # a plan item: the rule selects a number or a boolean
 Plan = tuple[tuple[int | tuple[int, int, int, int], ...] | None, ...]
 

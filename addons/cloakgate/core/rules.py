@@ -7,6 +7,7 @@ up: host globs, route paths and JSONPaths are compiled here.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -96,6 +97,9 @@ def _locate(doc: Any, path: Sequence[Any]) -> tuple[int, str]:
 WHERE = ("json", "form", "multipart", "query", "header", "path")
 
 
+_SERIALS = itertools.count(1)
+
+
 @dataclass(frozen=True)
 class FieldRule:
     where: str
@@ -109,6 +113,12 @@ class FieldRule:
     fields: tuple[FieldRule, ...] = ()
     jsonpath: JsonPath | None = None
     properties: frozenset[str] | None = None  # odata: the properties whose literals are transformed
+    serial: int = field(default_factory=lambda: next(_SERIALS), compare=False, repr=False)  # never reused
+
+    @cached_property
+    def cache_outputs(self) -> bool:
+        """Whether a value's protected form may be cached (per key): a plain value, a deterministic scheme."""
+        return self.grammar == "plain" and not self.fields and self.scheme is not None and self.scheme.deterministic
 
     @cached_property
     def label(self) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
@@ -154,6 +154,8 @@ class Scheme:
 
     name: str
     tagged: bool = True
+    # The same value under the same key gives the same output (callers may cache it); aead is random.
+    deterministic: ClassVar[bool] = False
 
     def protect(self, value: str, key: DataKey, ring: KeyRing, rand: Rand) -> str:
         raise NotImplementedError
@@ -178,6 +180,7 @@ class Aead(Scheme):
 @dataclass(frozen=True)
 class Deterministic(Scheme):
     name: str = "deterministic"
+    deterministic: ClassVar[bool] = True
 
     def protect(self, value: str, key: DataKey, ring: KeyRing, rand: Rand) -> str:
         if is_own_token(value, ring):
@@ -207,6 +210,7 @@ class Words(Scheme):
     """
 
     name: str = "words"
+    deterministic: ClassVar[bool] = True
     html: bool = False
 
     @staticmethod
@@ -286,6 +290,7 @@ class Email(Scheme):
     """
 
     name: str = "email"
+    deterministic: ClassVar[bool] = True
     domain: str = "protected.invalid"
     local_max: int = 64
 
@@ -315,6 +320,7 @@ class Fpe(Scheme):
     """FF1 over the digits (or letters and digits) of a value; other characters stay in place."""
 
     name: str = "fpe"
+    deterministic: ClassVar[bool] = True
     tagged: bool = False
     alphabet: str = "digits"
     tweak: str = ""
@@ -364,6 +370,7 @@ class Mask(Scheme):
     """Irreversible redaction: every letter and digit but the last ``keep`` becomes ``char``."""
 
     name: str = "mask"
+    deterministic: ClassVar[bool] = True
     tagged: bool = False
     keep: int = 4
     char: str = "*"
