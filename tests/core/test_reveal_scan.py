@@ -149,6 +149,23 @@ def test_tokens_a_saas_upper_cased_are_found_beside_lower_case_ones():
         assert stats.revealed == n and new.count(b"Bob") == n
 
 
+def test_an_upper_case_token_after_many_qs_is_found():
+    # a body with a few "Q"s (token letters carry case) is searched one by one, with many by the regex
+    t = det("Bob")
+    for qs in (0, 5, 200):
+        body = ("Q " * qs + t.upper() + " Q" + " " * 4096).encode()
+        new, stats = Revealer(RING).scan(body, "text")
+        assert stats.revealed == 1 and new.startswith(b"Q " * qs + b"Bob Q "), qs
+
+
+@given(st.text(alphabet="QXxq ", max_size=80))
+def test_upper_q_check_agrees_with_its_regex(text):
+    from cloakgate.core.reveal import _UPPER_Q, _has_upper_q
+
+    data = text.encode()
+    assert _has_upper_q(data) == (_UPPER_Q.search(data) is not None)
+
+
 def test_stats_add_sums_counts_per_scheme():
     from cloakgate.core.reveal import RevealStats
 

@@ -23,8 +23,11 @@ from .keyring import KeyRing
 from .rules import Pack, RevealRule
 
 CONTEXTS = ("json", "html", "xml", "text")
-_CAND_SPLIT = re.compile(b"(" + tokens.BODY_RE.pattern + b")")  # start condition checked in _glued
-_CAND_SPLIT_LOWER_Q = re.compile(b"(q" + tokens.BODY_RE.pattern[len(b"[Qq]"):] + b")")  # text without "QX", "Qx"
+# Possessive ("{3,}+", "*+"): a token's letters never include the space or mark that follows it, so
+# giving some back cannot help a match, and the regex engine keeps no backtracking state.
+_BODY = tokens.BODY_RE.pattern + b"+"
+_CAND_SPLIT = re.compile(b"(" + _BODY + b")")  # start condition checked in _glued
+_CAND_SPLIT_LOWER_Q = re.compile(b"(q" + _BODY[len(b"[Qq]"):] + b")")  # text without "QX", "Qx"
 # A run: candidates that follow each other with nothing but a space (after an optional sentence mark)
 # between them, the way the words scheme writes a phrase. The scan looks runs up whole.
 _RUN_SEP = rb"[.,!?;:]?[ ]"
@@ -32,7 +35,7 @@ _RUN_SEP = rb"[.,!?;:]?[ ]"
 
 def _run_split(cand_split: re.Pattern[bytes]) -> re.Pattern[bytes]:
     cand = cand_split.pattern[1:-1]  # the candidate, without its group
-    return re.compile(b"(" + cand + b"(?:" + _RUN_SEP + cand + b")*)")
+    return re.compile(b"(" + cand + b"(?:" + _RUN_SEP + cand + b")*+)")
 
 
 _RUN_SPLIT = _run_split(_CAND_SPLIT)
@@ -46,6 +49,7 @@ _COUNT_BITS = 32
 _COUNT_MASK = (1 << _COUNT_BITS) - 1
 _UNCACHEABLE_RUN = re.compile(rb"(?:\A|[ ])[Qq][Xx][AaEe]")  # aead (unique) or e-mail (its outcome depends on what follows)
 _UPPER_Q = re.compile(rb"Q[Xx]")
+_UPPER_Q_BYTES = 1024  # "Q"s are looked at one by one while there is at most one per this many bytes
 _ALNUM = re.compile(rb"[A-Za-z0-9]")
 _ESCAPE_END = re.compile(tokens.ESCAPE_END.encode() + rb"\Z")
 _LAST = operator.itemgetter(-1)
@@ -180,7 +184,7 @@ class Revealer:
         # The gateway writes "qx" in lower case; an upper-case "Q" appears only where the SaaS changed
         # the case. Without one, a literal "q" lets the regex engine skip text fast. Every pass over
         # the body counts here: one search, one split, one join.
-        upper = _UPPER_Q.search(data) is not None
+        upper = _has_upper_q(data)
         if self.ring.generation != self._generation:
             self._clear()
         parts = (_RUN_SPLIT if upper else _RUN_SPLIT_LOWER_Q).split(data)  # text, run, text, run, ..., text
@@ -321,6 +325,23 @@ class Revealer:
         if len(cache) >= self.cache_size:
             cache.clear()
         cache[raw] = value
+
+
+def _has_upper_q(data: bytes) -> bool:
+    """Whether ``data`` holds "QX" or "Qx" (a token whose case the SaaS changed).
+
+    A token's letters carry case, so a "Q" turns up in bodies now and then. A few are found by a
+    one-byte search (memchr) each and their next byte checked; many, by the regex over the body.
+    """
+    n = data.count(b"Q")
+    if n * _UPPER_Q_BYTES > len(data):
+        return _UPPER_Q.search(data) is not None
+    i = -1
+    for _ in range(n):
+        i = data.find(b"Q", i + 1)
+        if data[i + 1 : i + 2] in (b"X", b"x"):
+            return True
+    return False
 
 
 def _glued(parts: list[bytes]) -> list[int]:
