@@ -2,7 +2,7 @@ import bisect
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloakgate.core import jsonspan
@@ -232,3 +232,44 @@ def test_shape_validates_like_walk():
     for bad in (b'{"a":}', b"NaN", b'{"a":"\xff"}', b"[1,]"):
         with pytest.raises(BodyError):
             jsonspan.shape(bad)
+
+
+NASTY = st.sampled_from([b"\x00", b"\x1f", b"\n", b"\t", b"\\", b"\\\\", b"\\u12", b"\\u12ab", b"\\x", b"\\n",
+                         b"\xff", b"\xc3\xa9", b"\xc3", b"a", b"/", b'\\"', b'"', b"\\/"])
+
+
+@given(st.lists(st.text(max_size=6), min_size=1, max_size=3).map(lambda v: {"k": v}) | json_values,
+       st.lists(NASTY, min_size=1, max_size=4), st.integers(0, 30), st.integers(0, 8), st.sampled_from([None, 2]))
+@settings(max_examples=300)
+def test_a_text_of_a_known_shape_is_valid_exactly_when_the_json_module_says_so(value, insert, which, at, indent):
+    doc = json.dumps(value, indent=indent, ensure_ascii=False).encode()
+    known = jsonspan.shape(doc)
+    parts = known.parts.copy()
+    strings = list(range(1, len(parts), 2))
+    if strings:  # mutate one string's contents (a value or a key)
+        i = strings[which % len(strings)]
+        parts[i] = parts[i][:at] + b"".join(insert) + parts[i][at:]
+    text = b'"'.join(parts)
+    try:
+        jsonspan.validate(text)
+        expected = True
+    except BodyError:
+        expected = False
+    try:
+        jsonspan.shape(text, {known.key})
+        got = True
+    except BodyError:
+        got = False
+    assert got == expected
+
+
+def test_a_text_of_a_known_shape_is_checked_without_building_its_values(monkeypatch):
+    key = jsonspan.shape(b'{"a": "x", "b": ["y"]}').key
+
+    def whole(*a, **k):
+        raise AssertionError("validated whole")
+
+    monkeypatch.setattr(jsonspan, "validate", whole)
+    assert jsonspan.shape('{"a": "\\u00e9\\n", "b": ["ü"]}'.encode(), {key}).key == key
+    with pytest.raises(AssertionError):  # a new shape is validated whole
+        jsonspan.shape(b'{"a": "x", "b": ["y", 1]}', {key})

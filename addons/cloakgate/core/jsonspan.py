@@ -21,7 +21,7 @@ import re
 from itertools import accumulate, compress, count, repeat
 from operator import add
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -38,6 +38,8 @@ _BOM = b"\xef\xbb\xbf"
 # The contents of a string literal, possessive (no backtracking); after validation every quote
 # outside a string opens one. split() drops the quotes and keeps the contents: as bytes.split(b'"').
 _STRING_SPLIT = re.compile(rb'"([^"\\]*+(?:\\.[^"\\]*+)*+)"')
+_CONTROL = re.compile(rb"[\x00-\x1f]")  # never raw inside a string
+_BAD_ESCAPE = re.compile(rb'\\(?![\\"/bfnrt]|u[0-9A-Fa-f]{4})')  # a backslash that starts no JSON escape
 _WS_COLONS = (b" :", b"\t:", b"\n:", b"\r:")  # how whitespace before a colon ends
 
 Path = tuple[str | int, ...]
@@ -200,12 +202,18 @@ class Shape:
         return _BOM + text if self.offset else text
 
 
-def shape(data: bytes) -> Shape:
-    """Validate ``data`` (BodyError as ``walk``) and cut it at the quotes of its strings."""
+def shape(data: bytes, known: Container[bytes] = ()) -> Shape:
+    """Validate ``data`` (BodyError as ``walk``) and cut it at the quotes of its strings.
+
+    ``known``: keys of shapes whose texts were validated before. A text of a known shape has those
+    very gaps and object keys, all valid; it is valid JSON when its strings are (UTF-8, no raw control
+    character, only JSON's escapes), which three searches in C tell without building its values.
+    Anything else is validated whole.
+    """
     offset = 3 if data.startswith(_BOM) else 0
-    validate(data, offset)
     text = data[offset:] if offset else data
-    # Without an escaped quote every quote opens or closes a string: bytes.split finds them all.
+    # Without an escaped quote every quote opens or closes a string: bytes.split finds them all. In a
+    # text that is not JSON the cut may go astray; its gaps then hold quotes, which no valid gap does.
     parts = text.split(b'"') if b'\\"' not in text else _STRING_SPLIT.split(text)
     gaps = parts[0::2]
     joined = b"\x00".join(gaps)  # valid JSON has no raw control character anywhere: NUL and SOH separate
@@ -214,7 +222,23 @@ def shape(data: bytes) -> Shape:
         keys = compress(parts[1::2], map(bytes.startswith, gaps[1:], repeat(b":")))
     else:
         keys = (k for k, gap in zip(parts[1::2], gaps[1:]) if gap.lstrip()[:1] == b":")
-    return Shape(joined + b"\x01" + b"\x00".join(keys), parts, offset)
+    key = joined + b"\x01" + b"\x00".join(keys)
+    if key not in known or not _strings_valid(text, parts):
+        validate(data, offset)
+    return Shape(key, parts, offset)
+
+
+def _strings_valid(text: bytes, parts: list[bytes]) -> bool:
+    """Whether the strings of ``parts`` are valid JSON string contents, in a text of valid UTF-8."""
+    if not text.isascii():
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    # No content ends in an escaping backslash (it would have escaped its closing quote): joined,
+    # every escape stays inside its own string.
+    contents = b"".join(parts[1::2])
+    return _CONTROL.search(contents) is None and _BAD_ESCAPE.search(contents) is None
 
 
 # --- JSONPath ------------------------------------------------------------------------------------
@@ -318,18 +342,14 @@ class Selector:
     def __init__(self, paths: Sequence[JsonPath | None]):
         self.paths = tuple(paths)  # None: a rule that is not a JSON rule, never matches
         self._memo: dict[Path, tuple[int, ...]] = {}
-        self._shapes: dict[bytes, object] = {}
-
-    def by_shape(self, key: bytes) -> object | None:
-        """What a caller remembered for a document shape (``Shape.key``) under these paths."""
-        return self._shapes.get(key)
+        self.shapes: dict[bytes, object] = {}  # what a caller derived per document shape (``Shape.key``)
 
     def remember_shape(self, key: bytes, value: object) -> None:
         if len(key) > self.SHAPE_MAX:
             return
-        if len(self._shapes) >= self.SHAPES_SIZE:
-            self._shapes.clear()
-        self._shapes[key] = value
+        if len(self.shapes) >= self.SHAPES_SIZE:
+            self.shapes.clear()
+        self.shapes[key] = value
 
     def which(self, path: Path) -> tuple[int, ...]:
         hit = self._memo.get(path)

@@ -185,8 +185,8 @@ class _Run:
             for r in rules:
                 self.missing(r)
             return None
-        shape = jsonspan.shape(data)
-        plan = selector.by_shape(shape.key)
+        shape = jsonspan.shape(data, selector.shapes)
+        plan = selector.shapes.get(shape.key)
         if plan is None:
             plan = _json_plan(data, shape, rules, selector)
             selector.remember_shape(shape.key, plan)
