@@ -398,7 +398,8 @@ def hook_times_section(by_workload: dict, rate: float) -> list[str]:
         "## The gateway's hooks timed inside mitmdump (`--hook-times`)",
         "",
         f"One gateway per workload at {rate:g} req/s, open loop, the warm-up not counted; wall time per "
-        "call in µs. Compare with the core's microbenchmarks below (a hot loop in one process).",
+        "call in µs. Compare with the core's microbenchmarks below: the hot loop (one process, calls "
+        "back to back) and the rows \"after 3 ms idle\", which the in-proxy times follow.",
         "",
         "| workload | hook | calls | p50 | p90 | p99 | mean |",
         "|---|---|---:|---:|---:|---:|---:|",

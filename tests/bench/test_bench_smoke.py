@@ -46,6 +46,10 @@ def test_writes_table_json_and_plot(smoke: tuple[Path, dict, str]) -> None:
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
     assert {"meta", "constant", "sweep", "targets", "micro"} <= set(res)
     assert not (out / "latest.md").exists()
+    idle = [r for r in res["micro"] if r["group"] == "whole request (core, after 3 ms idle)"]
+    assert [r["name"] for r in idle] == [
+        "protect_request POST messages", "reveal_body list (warm cache)", "reveal_body light (warm cache)"]
+    assert all(r["us_op"] > 0 for r in idle) and "| whole request (core, after 3 ms idle) |" in md
 
 
 def test_direct_and_passthrough_ran(smoke: tuple[Path, dict, str]) -> None:
