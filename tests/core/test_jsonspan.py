@@ -273,3 +273,12 @@ def test_a_text_of_a_known_shape_is_checked_without_building_its_values(monkeypa
     assert jsonspan.shape('{"a": "\\u00e9\\n", "b": ["ü"]}'.encode(), {key}).key == key
     with pytest.raises(AssertionError):  # a new shape is validated whole
         jsonspan.shape(b'{"a": "x", "b": ["y", 1]}', {key})
+
+
+@pytest.mark.parametrize("known,text", [(b'["a","b"]', b'[\x00,"b"]'), (b'{"k":"a","j":"b"}', b'{"k":\x00,"j":"b"}'),
+                                        (b'["a","b"]', b'[\x01,"b"]')])
+def test_a_raw_control_character_between_strings_cannot_pass_for_a_known_shape(known, text):
+    # joined with NUL, the gaps of [NUL,"b"] read like the gaps of ["a","b"] (one string fewer): such a
+    # text must be validated whole, not by its strings
+    with pytest.raises(BodyError):
+        jsonspan.shape(text, {jsonspan.shape(known).key})

@@ -34,11 +34,11 @@ _LEX = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]]|[^\s,:{}\[\]"]+')  # stri
 # follow from the running sum of the parts' lengths (no match object per token).
 _LEX_SPLIT = re.compile(b"(" + _LEX.pattern + b")")
 _BOM = b"\xef\xbb\xbf"
-# A string literal, possessive (no backtracking); after validation every '"' outside one starts one.
 # The contents of a string literal, possessive (no backtracking); after validation every quote
 # outside a string opens one. split() drops the quotes and keeps the contents: as bytes.split(b'"').
 _STRING_SPLIT = re.compile(rb'"([^"\\]*+(?:\\.[^"\\]*+)*+)"')
 _CONTROL = re.compile(rb"[\x00-\x1f]")  # never raw inside a string
+_STRAY_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # never raw anywhere (only tab, LF, CR between)
 _BAD_ESCAPE = re.compile(rb'\\(?![\\"/bfnrt]|u[0-9A-Fa-f]{4})')  # a backslash that starts no JSON escape
 _WS_COLONS = (b" :", b"\t:", b"\n:", b"\r:")  # how whitespace before a colon ends
 
@@ -76,7 +76,7 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-_DECODE = json.JSONDecoder(parse_constant=_no_constant).decode  # one decoder (json.loads makes one a call)
+_DECODE = json.JSONDecoder(parse_constant=_no_constant).decode  # one decoder (json.loads makes one per call)
 
 
 def validate(data: bytes, offset: int = 0) -> None:
@@ -229,7 +229,11 @@ def shape(data: bytes, known: Container[bytes] = ()) -> Shape:
 
 
 def _strings_valid(text: bytes, parts: list[bytes]) -> bool:
-    """Whether the strings of ``parts`` are valid JSON string contents, in a text of valid UTF-8."""
+    """Whether the strings of ``parts`` are valid JSON string contents, in a text of valid UTF-8
+    without a raw control character between its strings either (a NUL there would make its gaps,
+    joined with NULs, read like the gaps of another text)."""
+    if _STRAY_CONTROL.search(text) is not None:
+        return False
     if not text.isascii():
         try:
             text.decode("utf-8")
@@ -336,7 +340,7 @@ class Selector:
     """
 
     MEMO_SIZE = 20_000
-    SHAPES_SIZE = 256  # documents shapes remembered (see Shape) ...
+    SHAPES_SIZE = 256  # document shapes remembered (see Shape) ...
     SHAPE_MAX = 64 * 1024  # ... each at most this long
 
     def __init__(self, paths: Sequence[JsonPath | None]):
