@@ -1,4 +1,8 @@
+import base64
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cloakgate.core import tokens
 from cloakgate.core.errors import InvalidToken
@@ -55,3 +59,39 @@ def test_scanner_needs_a_word_boundary():
 def test_scanner_finds_tokens_after_escapes(before):
     tok = tokens.encode("w", "abc", b"x" * 20)
     assert tokens.TOKEN_RE.search((before + tok).encode()).group().decode() == tok
+
+
+RFC4648_BASE32 = [(b"", ""), (b"f", "my"), (b"fo", "mzxq"), (b"foo", "mzxw6"), (b"foob", "mzxw6yq"),
+                  (b"fooba", "mzxw6ytb"), (b"foobar", "mzxw6ytboi")]  # RFC 4648 section 10, unpadded
+
+
+@pytest.mark.parametrize("data,text", RFC4648_BASE32)
+def test_base32_matches_the_rfc_vectors(data, text):
+    assert tokens.b32encode(data) == text
+    assert tokens.b32decode(text) == data and tokens.b32decode(text.upper()) == data
+
+
+def test_base32_decodes_long_payloads():  # int() limits the digits of other bases, not of base 32
+    data = bytes(range(256)) * 200
+    assert tokens.b32decode(tokens.b32encode(data)) == data
+
+
+@given(st.binary(max_size=300))
+def test_base32_agrees_with_the_standard_library(data):
+    text = tokens.b32encode(data)
+    assert text == base64.b32encode(data).decode().rstrip("=").lower()
+    assert tokens.b32decode(text) == data
+
+
+@given(st.text(alphabet="abcxyz2367AZ018_ +-\u212a", max_size=20))  # no "=": payloads carry no padding
+def test_base32_decoding_refuses_what_the_standard_library_refuses(text):
+    pad = {0: "", 2: "======", 4: "====", 5: "===", 7: "="}.get(len(text) % 8)
+    try:
+        expected = base64.b32decode(text.upper() + pad) if pad is not None and text.isascii() else None
+    except ValueError:
+        expected = None
+    try:
+        got = tokens.b32decode(text)
+    except InvalidToken:
+        got = None
+    assert got == expected
