@@ -66,8 +66,9 @@ def _timeit(fn: Callable[[], object], min_time: float) -> tuple[float, int]:
 def timeit_idle(fn: Callable[[], object], idle: float, calls: int) -> float:
     """Median seconds per call of ``fn`` with the process idle for ``idle`` seconds before each call:
     the state a request finds at a moderate rate (at 100 req/s a proxy idles most of each 10 ms). On a
-    VM the first work after an idle stretch runs several times slower than in a hot loop (caches and
-    TLB refill), and the in-proxy hook times follow this figure, not the hot one."""
+    VM the first work after an idle stretch runs several times slower than in a hot loop (presumably
+    caches, TLBs and branch predictors refilling), and the in-proxy hook times follow this figure,
+    not the hot one."""
     fn()
     times = []
     for _ in range(calls):
