@@ -3,7 +3,7 @@
 # constant rate (wrk2-style), throughput sweep, HAProxy scale-out, core microbenchmarks.
 #
 #   launch/bench.sh             paper's parameters: 100 req/s, 2 workers, 50 connections, 2 min per run (~35 min)
-#   launch/bench.sh --quick     the whole comparison with short runs (~7 min on 2 cores)
+#   launch/bench.sh --quick     the whole comparison with short runs (~9 min on 2 cores)
 #   launch/bench.sh --smoke     everything for a moment (seconds): checks that it runs
 #   launch/bench.sh --help      every option (rate, connections, duration, --profile, ...)
 #

@@ -3,7 +3,7 @@ on three configurations side by side (direct to the fake Outlook, mitmdump passt
 with the gateway), plus a throughput sweep, HAProxy scale-out, core microbenchmarks and a profile.
 
     launch/bench.sh            # paper's parameters (2 minutes per run: about half an hour)
-    launch/bench.sh --quick    # the whole comparison, short runs (about 7 minutes on 2 cores)
+    launch/bench.sh --quick    # the whole comparison, short runs (about 9 minutes on 2 cores)
     launch/bench.sh --smoke    # everything very briefly (seconds); what tests/bench runs
 
 Results: ``launch/bench/results/<timestamp>/`` (results.md, results.json, latency.png, logs) and
@@ -67,11 +67,11 @@ MODES = {  # per mode: constant-rate run, sweep steps, microbenchmark time, prof
     "quick": dict(
         duration=12.0,
         segments=3,
-        warmup=2.0,
+        warmup=1.5,
         probe=3.0,
         step=4.0,
         rounds=3,
-        refine=1,
+        refine=2,
         drain=5.0,
         micro=0.3,
         profile=10.0,
@@ -577,7 +577,7 @@ def run(
             probes = {}
         probes.update(sweep.closed_rounds(targets, wl, spec, gen_cpus, a.rounds, log=log))
         log(f"  {wl}: open-loop steps, {' and '.join(targets)} in turn")
-        ladders = sweep.sustainable_interleaved(targets, wl, spec, gen_cpus, probes, log=log)
+        ladders = sweep.sustainable_interleaved(targets, wl, spec, gen_cpus, probes, log=log, common=True)
         for cfg in CONFIGS:
             if cfg not in probes:
                 continue
@@ -681,9 +681,12 @@ def scale_out(
             a.rounds,
             log=log,
         )
-        for n, (lb, gws) in sets.items():
-            log(f"  N={n}: open-loop steps")
-            s = sweep.sustainable(lb.port, a.scale_workload, gws, spec, None, probe=probes[f"N={n}"], log=log)
+        log(f"  open-loop steps, {' and '.join(probes)} in turn")
+        ladders = sweep.sustainable_interleaved(
+            {f"N={n}": (lb.port, gws) for n, (lb, gws) in sets.items()}, a.scale_workload, spec, None, probes, log=log
+        )
+        for n in sets:
+            s = ladders[f"N={n}"]
             s["n"] = n
             rows.append(s)
         one = probes.get("N=1")

@@ -295,6 +295,18 @@ def markdown(res: dict, png_name: str = "latency.png") -> str:
                 f"{sus_txt} | {_f(at['proxy_cpu_pct'], 0) if at else '–'} |"
                 + (f" {_f(s.get('wrk'), 0)} |" if has_wrk else "")
             )
+        grids = [(s["workload"], s["grid"]) for s in res["sweep"] if s.get("grid") and s["config"] == "gateway"]
+        if grids:
+            L.append("")
+            L.append(
+                "Open-loop steps: passthrough and gateway climb the same rates, fractions of one reference "
+                "(the median of both configurations' closed-loop rounds), the finest step "
+                + ", ".join(
+                    f"{g['step'] * g['reference']:.0f} req/s on {wl} ({100 * g['step']:g} % of {g['reference']:.0f})"
+                    for wl, g in grids
+                )
+                + "; a ratio of sustainable rates is measured to that step."
+            )
 
     summary = ratios(res)
     if summary:

@@ -6,12 +6,13 @@ scheduled in the window completed, latency (from the scheduled send time) stays 
 collection, 80-120 ms in a mitmdump process on a small VM, falls into a short window, not whether
 the proxy keeps up; an overloaded proxy's queue grows until p90 breaks within seconds),
 and the generator kept to its schedule (send lag p99 within ``lag_limit_ms``; otherwise the step is
-reported as generator-limited, not as the proxy's limit). Steps go up from half the closed-loop
-capacity; a step that fails narrowly is repeated once (a VM's occasional stall must not end the
-ladder; a clearly overloaded step is not), and after
-the first failure the gap is bisected ``refine`` times. The ladders of the configurations compared
-(passthrough and gateway) run interleaved, one step of each in turn, so that the machine's drift
-from one minute to the next hits both alike.
+reported as generator-limited, not as the proxy's limit). Steps go up from 0.6 of the closed-loop
+capacity in tenths; a step that fails narrowly is repeated once (a VM's occasional stall must not end
+the ladder; a clearly overloaded step is not), and after the first failure the gap is bisected
+``refine`` times. The ladders of the configurations compared (passthrough and gateway) run
+interleaved, one step of each in turn, so that the machine's drift from one minute to the next hits
+both alike, and climb the same rates (fractions of one reference capacity, the median of both
+configurations' closed-loop rounds), so that their ratio is measured to the grid's step.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class SweepSpec:
     slo_p90_ms: float = 50.0
     slo_p99_ms: float = 500.0
     lag_limit_ms: float = 5.0
-    factors: tuple[float, ...] = (0.5, 0.7, 0.85, 1.0, 1.15)
+    factors: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9, 1.0, 1.15)
     refine: int = 2
     retries: int = 1  # a narrowly failed step is run once more before it counts
     max_rate: float = 20000.0
@@ -149,10 +150,15 @@ def paired_ratio(a: dict, b: dict) -> float | None:
     return rs[len(rs) // 2] if rs else None
 
 
+DOWN_STEPS = 3
+
+
 def _ladder(cap: float, spec: SweepSpec) -> Generator[float, bool, tuple[float | None, float | None]]:
     """The rates one target tries: factors of its closed-loop capacity until one fails, then the gap
-    bisected ``refine`` times. A generator: send back whether each rate passed; it returns
-    (highest passing rate, lowest failing rate)."""
+    bisected ``refine`` times. When the lowest factor already fails, the grid goes on downwards by
+    the factors' first gap (at most ``DOWN_STEPS`` steps) before the bisection, so that one bad
+    first step costs no more resolution than a failure higher up. A generator: send back whether
+    each rate passed; it returns (highest passing rate, lowest failing rate)."""
     best: float | None = None
     fail: float | None = None
     if cap <= 0:
@@ -166,6 +172,16 @@ def _ladder(cap: float, spec: SweepSpec) -> Generator[float, bool, tuple[float |
         else:
             fail = rate
             break
+    if best is None and fail is not None and len(spec.factors) > 1:
+        gap = spec.factors[1] - spec.factors[0]
+        for k in range(1, DOWN_STEPS + 1):
+            rate = round(cap * (spec.factors[0] - k * gap))
+            if rate < 1 or rate >= fail:
+                break
+            if (yield rate):
+                best = rate
+                break
+            fail = rate
     lo = best if best is not None else 0.0
     for _ in range(spec.refine if fail is not None else 0):
         mid = round((lo + fail) / 2)
@@ -178,6 +194,23 @@ def _ladder(cap: float, spec: SweepSpec) -> Generator[float, bool, tuple[float |
     return best, fail
 
 
+def common_reference(probes: dict[str, dict]) -> float:
+    """One capacity for the ladders of targets compared with each other: the median of all their
+    closed-loop rounds together (each target's own rounds when it has no list of them)."""
+    pooled = sorted(x for p in probes.values() for x in (p.get("rounds") or [p["achieved"]]))
+    if not pooled:
+        return 0.0
+    mid = len(pooled) // 2
+    return pooled[mid] if len(pooled) % 2 else (pooled[mid - 1] + pooled[mid]) / 2
+
+
+def _grid_step(spec: SweepSpec) -> float:
+    """The finest step of a ladder as a fraction of its reference: the factors' smallest gap halved
+    ``refine`` times."""
+    gaps = [b - a for a, b in zip(spec.factors, spec.factors[1:])] or [spec.factors[0]]
+    return min(gaps) / 2**spec.refine
+
+
 def sustainable_interleaved(
     targets: dict[str, tuple[int, Sequence[Proc]]],
     workload: str,
@@ -185,14 +218,20 @@ def sustainable_interleaved(
     cpus: set[int] | None,
     probes: dict[str, dict],
     log=print,
+    common: bool = False,
 ) -> dict[str, dict]:  # noqa: ANN001
     """Open-loop ladders of several targets, one step of each in turn (the order alternating), so that
     the machine's drift from one minute to the next hits every target alike, as in ``closed_rounds``.
-    Each ladder starts from half of its own closed-loop capacity (``probes``)."""
+
+    Each ladder starts from a fraction of its own closed-loop capacity (``probes``); with ``common``
+    every ladder climbs the same rates, fractions of ``common_reference(probes)``, so that the
+    ratio of two sustainable rates is not the ratio of two noisy probes' grids: targets of equal
+    capacity then get equal answers up to the grid's step, and a ratio is measured to that step."""
     names = list(targets)
     steps: dict[str, list[dict]] = {n: [] for n in names}
     out: dict[str, dict] = {}
-    ladders = {n: _ladder(probes[n]["achieved"], spec) for n in names}
+    ref = common_reference(probes) if common else None
+    ladders = {n: _ladder(ref if ref is not None else probes[n]["achieved"], spec) for n in names}
     current: dict[str, float] = {}
 
     def advance(n: str, ok: bool | None) -> None:
@@ -202,6 +241,8 @@ def sustainable_interleaved(
             current.pop(n, None)
             best, fail = stop.value
             out[n] = {"closed": probes[n], "sustainable": best, "first_fail": fail, "steps": steps[n]}
+            if ref is not None:
+                out[n]["grid"] = {"reference": ref, "step": _grid_step(spec)}
 
     for n in names:
         advance(n, None)
@@ -266,22 +307,3 @@ def _step(
         if not near_miss(r, spec):
             break
     return False
-
-
-def sustainable(
-    port: int,
-    workload: str,
-    procs: Sequence[Proc],
-    spec: SweepSpec,
-    cpus: set[int] | None,
-    probe: dict | None = None,
-    log=print,
-) -> dict:  # noqa: ANN001
-    """One target's ladder; ``probe`` reuses a measured capacity (else a closed-loop probe runs first)."""
-    if probe is None:
-        probe = closed_probe(port, workload, procs, spec, cpus)
-        log(
-            f"    closed loop: {probe['achieved']:.0f} req/s (p50 {probe['p50']:.1f} ms, "
-            f"proxy CPU {probe['proxy_cpu_pct']:.0f} %)"
-        )
-    return sustainable_interleaved({"target": (port, procs)}, workload, spec, cpus, {"target": probe}, log)["target"]

@@ -34,21 +34,74 @@ def test_ladders_interleave_and_find_each_capacity(fake_steps: list[tuple[str, f
     targets = {"passthrough": (250, ["pt"]), "gateway": (205, ["gw"])}
     probes = {"passthrough": {"achieved": 300.0}, "gateway": {"achieved": 240.0}}
     got = sweep.sustainable_interleaved(targets, "light", spec, None, probes, log=lambda *_: None)
-    # passthrough: 150 210 255x -> bisect 232 244; gateway: 120 168 204 240x -> 222x 213x
-    assert got["passthrough"]["sustainable"] == 244 and got["passthrough"]["first_fail"] == 255
-    assert got["gateway"]["sustainable"] == 204 and got["gateway"]["first_fail"] == 213
+    # passthrough: 180 210 240 270x -> bisect 255x 248; gateway: 144 168 192 216x -> 204 210x
+    assert got["passthrough"]["sustainable"] == 248 and got["passthrough"]["first_fail"] == 255
+    assert got["gateway"]["sustainable"] == 204 and got["gateway"]["first_fail"] == 210
     who = [w for w, _ in fake_steps]
     assert who[:4] == ["pt", "gw", "gw", "pt"]  # one step each in turn, the order alternating
-    assert [r for w, r in fake_steps if w == "gw"] == [120, 168, 204, 240, 222, 213]
+    assert [r for w, r in fake_steps if w == "gw"] == [144, 168, 192, 216, 204, 210]
+    assert "grid" not in got["gateway"]
 
 
-def test_single_target_wrapper_matches_the_ladder(fake_steps: list[tuple[str, float]]):
-    spec = sweep.SweepSpec(refine=1)
-    got = sweep.sustainable(400, "list", ["one"], spec, None, probe={"achieved": 400.0}, log=lambda *_: None)
-    assert [r for _, r in fake_steps] == [200, 280, 340, 400, 460, 430]
-    assert got["sustainable"] == 400 and got["first_fail"] == 430 and len(got["steps"]) == 6
+def test_common_grid_climbs_the_same_rates_whatever_the_probes_said(fake_steps: list[tuple[str, float]]):
+    """Equal capacities, probes 25 % apart: own ladders answer apart, the common grid alike."""
+    spec = sweep.SweepSpec(refine=2)
+    targets = {"passthrough": (230, ["pt"]), "gateway": (230, ["gw"])}
+    probes = {
+        "passthrough": {"achieved": 320.0, "rounds": [300.0, 320.0, 340.0]},
+        "gateway": {"achieved": 256.0, "rounds": [250.0, 256.0, 262.0]},
+    }
+    own = sweep.sustainable_interleaved(targets, "light", spec, None, probes, log=lambda *_: None)
+    assert own["passthrough"]["sustainable"] == 224 and own["gateway"]["sustainable"] == 230
+    fake_steps.clear()
+    got = sweep.sustainable_interleaved(targets, "light", spec, None, probes, log=lambda *_: None, common=True)
+    ref = sweep.common_reference(probes)
+    assert ref == (262.0 + 300.0) / 2  # the median of all six rounds
+    pt = [r for w, r in fake_steps if w == "pt"]
+    assert pt == [r for w, r in fake_steps if w == "gw"] == [169, 197, 225, 253, 239, 232]
+    assert got["passthrough"]["sustainable"] == got["gateway"]["sustainable"] == 225
+    assert got["gateway"]["grid"] == {"reference": ref, "step": pytest.approx(0.025)}
+
+
+def test_common_grid_measures_a_ratio_to_its_step(fake_steps: list[tuple[str, float]]):
+    spec = sweep.SweepSpec(refine=2)
+    for gw_cap in (185, 190, 207, 218, 225, 240, 290):  # within the grid (0.6 .. 1.15 of 300)
+        fake_steps.clear()
+        targets = {"passthrough": (230, ["pt"]), "gateway": (gw_cap, ["gw"])}
+        probes = {"passthrough": {"achieved": 310.0}, "gateway": {"achieved": 290.0}}
+        got = sweep.sustainable_interleaved(targets, "list", spec, None, probes, log=lambda *_: None, common=True)
+        step = got["gateway"]["grid"]["step"] * got["gateway"]["grid"]["reference"]
+        ratio = got["gateway"]["sustainable"] / got["passthrough"]["sustainable"]
+        true = min(gw_cap, 300 * 1.15) / 230
+        assert abs(ratio - true) <= step / got["passthrough"]["sustainable"] + 0.01, (gw_cap, ratio, true)
+
+
+def one(cap: float, probe: float, spec: sweep.SweepSpec) -> dict:
+    return sweep.sustainable_interleaved(
+        {"one": (cap, ["one"])}, "list", spec, None, {"one": {"achieved": probe}}, log=lambda *_: None
+    )["one"]
+
+
+def test_one_target_climbs_its_ladder(fake_steps: list[tuple[str, float]]):
+    got = one(400, 400.0, sweep.SweepSpec(refine=1))
+    assert [r for _, r in fake_steps] == [240, 280, 320, 360, 400, 460, 430]
+    assert got["sustainable"] == 400 and got["first_fail"] == 430 and len(got["steps"]) == 7
+
+
+def test_a_failing_first_step_goes_on_down_the_grid(fake_steps: list[tuple[str, float]]):
+    """A probe far above the capacity: the grid continues below 0.6 before bisecting, not from 0."""
+    got = one(160, 350.0, sweep.SweepSpec(refine=2))
+    assert [r for _, r in fake_steps] == [210, 175, 140, 158, 166]
+    assert got["sustainable"] == 158 and got["first_fail"] == 166
+
+
+def test_nothing_passes_at_all(fake_steps: list[tuple[str, float]]):
+    got = one(10, 350.0, sweep.SweepSpec(refine=2))
+    # 210, then down: 175 140 105, then bisected from 0: 52 26
+    assert [r for _, r in fake_steps] == [210, 175, 140, 105, 52, 26]
+    assert got["sustainable"] is None and got["first_fail"] == 26
 
 
 def test_no_capacity_no_steps(fake_steps: list[tuple[str, float]]):
-    got = sweep.sustainable(100, "list", ["x"], sweep.SweepSpec(), None, probe={"achieved": 0.0}, log=lambda *_: None)
+    got = one(100, 0.0, sweep.SweepSpec())
     assert fake_steps == [] and got["sustainable"] is None and got["first_fail"] is None
