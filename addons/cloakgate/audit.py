@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps with options builds one per call
+_string = json.encoder.encode_basestring_ascii  # a str as a JSON string, as _encode writes it (ensure_ascii)
+_HEAD_KEYS = frozenset(("time", "action", "outcome"))
 _second: list[Any] = [None, ""]  # the current second and its ISO 8601 text
 
 
@@ -36,13 +38,34 @@ def _iso(t: float) -> str:
     return f"{_second[1]}.{int((t - sec) * 1000):03d}+00:00"
 
 
+def _value(v: Any) -> str:
+    """One JSON value as ``_encode`` writes it. The values events carry (strings, integers, flat dicts
+    of counts) directly, a tenth of the encoder's cost per call; anything else through the encoder."""
+    t = type(v)
+    if t is str:
+        return _string(v)
+    if t is int:
+        return int.__repr__(v)
+    if t is dict and all(type(k) is str and type(n) is int for k, n in v.items()):
+        return "{" + ",".join([_string(k) + ":" + int.__repr__(n) for k, n in v.items()]) + "}"
+    return _encode(v)
+
+
 def _line(t: float, action: str, outcome: str, fields: dict[str, Any]) -> str:
-    event = {"time": _iso(t), "action": action, "outcome": outcome}
-    event.update({k: v for k, v in fields.items() if v is not None})
+    """An event as one JSON object: time, action, outcome, then the fields that are not None, in order
+    (byte for byte what ``_encode`` writes for that dict, field by field instead of one encoder call)."""
     try:
+        if _HEAD_KEYS.isdisjoint(fields):
+            return (
+                '{"time":"' + _iso(t) + '","action":' + _value(action) + ',"outcome":' + _value(outcome)
+                + "".join(["," + _string(k) + ":" + _value(v) for k, v in fields.items() if v is not None])
+                + "}"
+            )
+        event = {"time": _iso(t), "action": action, "outcome": outcome}
+        event.update({k: v for k, v in fields.items() if v is not None})
         return _encode(event)
     except (TypeError, ValueError):  # a field that is not JSON: the event stays, with its fields' names only
-        return _encode({"time": event["time"], "action": action, "outcome": outcome, "unencodable": sorted(fields)})
+        return _encode({"time": _iso(t), "action": action, "outcome": outcome, "unencodable": sorted(fields)})
 
 
 class AuditLog:

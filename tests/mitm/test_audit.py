@@ -6,6 +6,9 @@ import json
 import time
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from cloakgate.audit import AuditLog
 
 
@@ -101,3 +104,41 @@ def test_pending_events_are_bounded(tmp_path: Path):
     log.write("reveal", flow="last")  # the queue is full: everything is written
     assert len(lines(path)) == AuditLog.MAX_PENDING and lines(path)[-1]["flow"] == "last"
     log.close()
+
+
+_json_leaf = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=12)
+)
+_json_value = st.recursive(
+    _json_leaf,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
+_field_value = st.one_of(
+    _json_value,
+    st.dictionaries(st.text(max_size=8), st.integers(), max_size=4),  # counts, the common case
+    st.builds(object),  # not JSON: the event keeps its fields' names only
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    action=st.one_of(st.text(max_size=10), st.none()),
+    outcome=st.text(max_size=10),
+    fields=st.dictionaries(
+        st.one_of(st.text(max_size=8), st.sampled_from(["time", "flow", "counts"])), _field_value, max_size=5
+    ),
+)
+def test_event_line_is_what_the_json_encoder_writes(action, outcome, fields):
+    """Lines are built field by field; they must equal the encoder's output for the event's dict."""
+    from cloakgate import audit
+
+    t = 1764340000.123
+    encode = json.JSONEncoder(separators=(",", ":")).encode
+    event = {"time": audit._iso(t), "action": action, "outcome": outcome}
+    event.update({k: v for k, v in fields.items() if v is not None})
+    try:
+        want = encode(event)
+    except (TypeError, ValueError):
+        want = encode({"time": audit._iso(t), "action": action, "outcome": outcome, "unencodable": sorted(fields)})
+    assert audit._line(t, action, outcome, fields) == want
