@@ -68,11 +68,17 @@ def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("met" if ok else "**not met**")
 
 
+def _at_sustainable(row: dict, what: str) -> float | None:
+    """A figure of the passing step at the sustainable rate."""
+    best = row.get("sustainable")
+    got = [s.get(what) for s in row.get("steps", []) if s.get("ok") and s.get("rate") == best]
+    return got[-1] if got else None
+
+
 def cores_at_sustainable(row: dict) -> float | None:
     """Cores the proxies used (their CPU %, / 100) in the passing step at the sustainable rate."""
-    best = row.get("sustainable")
-    cpu = [s["proxy_cpu_pct"] for s in row.get("steps", []) if s.get("ok") and s.get("rate") == best]
-    return cpu[-1] / 100 if cpu and cpu[-1] else None
+    cpu = _at_sustainable(row, "proxy_cpu_pct")
+    return cpu / 100 if cpu else None
 
 
 def per_core(row: dict) -> float | None:
@@ -138,9 +144,12 @@ def targets(res: dict) -> list[dict]:
             got = row.get("sustainable") or 0
             cl = row.get("closed_vs_one")
             cores, pc1, pcn = cores_at_sustainable(row), per_core(sc["rows"][0]), per_core(row)
+            busy = _at_sustainable(row, "machine_busy_pct")
+            ncores = (res["meta"].get("machine") or {}).get("cores", "?")
             allowed = (
-                f"; what the machine allowed: the {n} gateways used {cores:.2f} cores there, and per core "
-                f"they served {pcn / pc1:.2f} x what one did per core"
+                f"; what the machine allowed: the {n} gateways used {cores:.2f} cores there"
+                + (f" (the machine's {ncores} cores {busy:.0f} % busy)" if busy is not None else "")
+                + f", and per core they served {pcn / pc1:.2f} x what one did per core"
                 if cores and pc1 and pcn
                 else ""
             )

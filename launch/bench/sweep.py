@@ -45,16 +45,36 @@ def cpu_of(procs: Sequence[Proc]) -> float:
     return sum(p.cpu() for p in procs)
 
 
+def machine_times() -> tuple[int, int] | None:
+    """(busy, total) clock ticks of all the machine's cores so far, from /proc/stat; None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    total = sum(ticks[:8])  # guest time is counted in user already
+    return total - idle, total
+
+
+def busy_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """How busy the machine's cores were between two ``machine_times``, in % of all of them."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return 100.0 * (after[0] - before[0]) / (after[1] - before[1])
+
+
 def measured_run(
     port: int, workload: str, procs: Sequence[Proc], cpus: set[int] | None, **kw
-) -> tuple[loadgen.Result, float]:
-    """A load run plus the CPU the given processes used meanwhile, in % of one core."""
+) -> tuple[loadgen.Result, float, float | None]:
+    """A load run plus the CPU the given processes used meanwhile, in % of one core, and how busy the
+    whole machine was (% of all its cores: whether anything was left for the processes to take)."""
     import time
 
-    c0, t0 = cpu_of(procs), time.monotonic()
+    c0, t0, m0 = cpu_of(procs), time.monotonic(), machine_times()
     r = loadgen.run(port, workload, cpus=cpus, **kw)
-    c1, t1 = cpu_of(procs), time.monotonic()
-    return r, 100.0 * (c1 - c0) / max(t1 - t0, 1e-9)
+    c1, t1, m1 = cpu_of(procs), time.monotonic(), machine_times()
+    return r, 100.0 * (c1 - c0) / max(t1 - t0, 1e-9), busy_pct(m0, m1)
 
 
 def near_miss(r: loadgen.Result, spec: SweepSpec) -> bool:
@@ -87,7 +107,7 @@ def judge(r: loadgen.Result, rate: float, spec: SweepSpec) -> tuple[bool, str]:
 def closed_probe(
     port: int, workload: str, procs: Sequence[Proc], spec: SweepSpec, cpus: set[int] | None
 ) -> dict:
-    r, cpu = measured_run(
+    r, cpu, _ = measured_run(
         port,
         workload,
         procs,
@@ -271,7 +291,7 @@ def _step(
     """One open-loop rate step, judged; a narrowly failed step is repeated (one stall must not end
     the ladder)."""
     for attempt in range(1 + spec.retries):
-        r, cpu = measured_run(
+        r, cpu, machine = measured_run(
             port,
             workload,
             procs,
@@ -296,10 +316,12 @@ def _step(
                 "p90": r.pct_ms(90),
                 "p99": r.pct_ms(99),
                 "proxy_cpu_pct": round(cpu, 1),
+                "machine_busy_pct": None if machine is None else round(machine, 1),
             }
         )
         log(
-            f"    {label}{rate:7.0f} req/s: {'pass' if ok else 'FAIL'} ({why}; proxy CPU {cpu:.0f} %)"
+            f"    {label}{rate:7.0f} req/s: {'pass' if ok else 'FAIL'} ({why}; proxy CPU {cpu:.0f} %"
+            + (f", machine {machine:.0f} % busy)" if machine is not None else ")")
             + (f" [attempt {attempt + 1}]" if attempt else "")
         )
         if ok:

@@ -31,6 +31,17 @@ def test_scale_out_reports_the_cores_the_gateways_got():
     assert "used 1.50 cores there" in t["measured"] and "0.80 x what one did per core" in t["measured"]
 
 
+def test_scale_out_says_how_busy_the_whole_machine_was():
+    one = _row(1, 200, [(200, True, 80.0)])
+    two = _row(2, 300, [(300, False, 150.0), (300, True, 150.0)])
+    two["steps"][0]["machine_busy_pct"] = 60.0  # the failed attempt: not the one reported
+    two["steps"][1]["machine_busy_pct"] = 97.4
+    res = {"meta": {"params": {"rate": 100, "workloads": []}, "machine": {"cores": 2}}, "scale": {"rows": [one, two]}}
+    (t,) = [t for t in report.targets(res) if t["target"].startswith("scale-out")]
+    assert "used 1.50 cores there (the machine's 2 cores 97 % busy)" in t["measured"]
+    assert t["met"] is False  # a saturated machine explains the ratio; it does not change the verdict
+
+
 def test_no_passing_step_no_cores():
     row = _row(1, 0, [(100, False, 99.0)])
     row["sustainable"] = None

@@ -105,3 +105,13 @@ def test_nothing_passes_at_all(fake_steps: list[tuple[str, float]]):
 def test_no_capacity_no_steps(fake_steps: list[tuple[str, float]]):
     got = one(100, 0.0, sweep.SweepSpec())
     assert fake_steps == [] and got["sustainable"] is None and got["first_fail"] is None
+
+
+def test_machine_busy_from_proc_stat():
+    before = sweep.machine_times()
+    if before is None:
+        pytest.skip("no /proc/stat here")
+    after = sweep.machine_times()
+    assert 0 <= before[0] <= before[1] and after[1] >= before[1] and after[0] >= before[0]
+    assert sweep.busy_pct((100, 400), (250, 600)) == 75.0
+    assert sweep.busy_pct((100, 400), (100, 400)) is None and sweep.busy_pct(None, after) is None
