@@ -157,3 +157,24 @@ def test_datakey_refuses_print_and_pickle():
     assert "01010101" not in repr(KEY) and "material" not in repr(KEY)
     with pytest.raises(TypeError):
         pickle.dumps(KEY)
+
+
+def _html_words_text_by_text(value: str) -> str:
+    """What Words(html=True) writes: every text between markup protected on its own (reference)."""
+    w = schemes.Words()
+    out = []
+    for i, chunk in enumerate(schemes._HTML_SPLIT.split(value)):
+        out.append(chunk if i % 2 else "".join(w.word(p, KEY, RING) if j % 2 else p
+                                                for j, p in enumerate(schemes._WORD_SPLIT.split(chunk))))
+    return "".join(out)
+
+
+_html_piece = st.sampled_from(["<p>", "</p>", "<br/>", '<a href="x y">', "&amp;", "&#39;", "<!-- c d -->",
+                               "<style>p {a: b}</style>", "\x00", " ", "\n"])
+
+
+@given(st.lists(st.one_of(_html_piece, st.text(max_size=12)), max_size=12))
+@settings(max_examples=300, deadline=None)
+def test_words_html_in_one_pass_equals_text_by_text(pieces):
+    value = "".join(pieces)
+    assert schemes.Words(html=True).protect(value, KEY, RING, os.urandom) == _html_words_text_by_text(value)

@@ -268,15 +268,19 @@ class Words(Scheme):
             self._words(parts, key, ring)
             out = "".join(parts)
             return self._remember(cache, value, out) if len(value) <= _PHRASE_MAX else out
-        out: list[str] = []
-        for i, chunk in enumerate(_HTML_SPLIT.split(value)):  # text, markup, text, ...
-            if i % 2:
-                out.append(chunk)  # markup stays as it is
-            else:
-                parts = _WORD_SPLIT.split(chunk)
+        chunks = _HTML_SPLIT.split(value)  # text, markup, text, ...: markup stays as it is
+        if "\x00" in value:  # (not in any HTML worth the name) text by text
+            for i in range(0, len(chunks), 2):
+                parts = _WORD_SPLIT.split(chunks[i])
                 self._words(parts, key, ring)
-                out += parts
-        return "".join(out)
+                chunks[i] = "".join(parts)
+            return "".join(chunks)
+        # The texts joined by NULs, which no word or token holds: one split and one look-up pass for
+        # the whole value instead of one per text between tags.
+        parts = _WORD_SPLIT.split("\x00".join(chunks[0::2]))
+        self._words(parts, key, ring)
+        chunks[0::2] = "".join(parts).split("\x00")
+        return "".join(chunks)
 
 
 @dataclass(frozen=True)
