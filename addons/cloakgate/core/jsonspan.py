@@ -37,8 +37,11 @@ _BOM = b"\xef\xbb\xbf"
 # The contents of a string literal, possessive (no backtracking); after validation every quote
 # outside a string opens one. split() drops the quotes and keeps the contents: as bytes.split(b'"').
 _STRING_SPLIT = re.compile(rb'"([^"\\]*+(?:\\.[^"\\]*+)*+)"')
-_CONTROL = re.compile(rb"[\x00-\x1f]")  # never raw inside a string
-_STRAY_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # never raw anywhere (only tab, LF, CR between)
+# What ``bytes.translate`` deletes to leave only the control characters JSON forbids: raw inside a
+# string, any (_NOT_CONTROL); anywhere, all but tab, LF and CR (_NOT_STRAY). One table look-up per
+# byte in C, a fifth of a character-class regex search's cost.
+_NOT_CONTROL = bytes(range(0x20, 0x100))
+_NOT_STRAY = _NOT_CONTROL + b"\t\n\r"
 _BAD_ESCAPE = re.compile(rb'\\(?![\\"/bfnrt]|u[0-9A-Fa-f]{4})')  # a backslash that starts no JSON escape
 _WS_COLONS = (b" :", b"\t:", b"\n:", b"\r:")  # how whitespace before a colon ends
 
@@ -233,7 +236,7 @@ def _strings_valid(text: bytes, parts: list[bytes]) -> bool:
     """Whether the strings of ``parts`` are valid JSON string contents, in a text of valid UTF-8
     without a raw control character between its strings either (a NUL there would make its gaps,
     joined with NULs, read like the gaps of another text)."""
-    if _STRAY_CONTROL.search(text) is not None:
+    if text.translate(None, _NOT_STRAY):
         return False
     if not text.isascii():
         try:
@@ -243,7 +246,7 @@ def _strings_valid(text: bytes, parts: list[bytes]) -> bool:
     # No content ends in an escaping backslash (it would have escaped its closing quote): joined,
     # every escape stays inside its own string.
     contents = b"".join(parts[1::2])
-    return _CONTROL.search(contents) is None and _BAD_ESCAPE.search(contents) is None
+    return not contents.translate(None, _NOT_CONTROL) and _BAD_ESCAPE.search(contents) is None
 
 
 # --- JSONPath ------------------------------------------------------------------------------------
