@@ -67,7 +67,7 @@ MODES = {  # per mode: constant-rate run, sweep steps, microbenchmark time, prof
     "quick": dict(
         duration=12.0,
         segments=3,
-        warmup=1.5,
+        warmup=1.0,
         probe=3.0,
         step=4.0,
         rounds=3,
