@@ -40,7 +40,8 @@ def _iso(t: float) -> str:
 
 def _value(v: Any) -> str:
     """One JSON value as ``_encode`` writes it. The values events carry (strings, integers, flat dicts
-    of counts) directly, a tenth of the encoder's cost per call; anything else through the encoder."""
+    of counts) directly, without the encoder's set-up per call (an integer 0.4 against 2.9 us; a whole
+    event line 5.7 against 10 us); anything else through the encoder."""
     t = type(v)
     if t is str:
         return _string(v)
