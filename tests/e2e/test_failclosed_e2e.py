@@ -125,3 +125,29 @@ def test_gateway_script_that_fails_to_reload_does_not_open_the_gate(tmp_path, up
         assert (st, code) == (503, "cloakgate.gateway.unavailable")
     assert upstream.store.requests_to("/v1.0/me/messages") == 1
     assert_no_canary(upstream.store.all_bytes())
+
+
+def test_gateway_reloaded_while_a_pack_is_broken_does_not_open_the_gate(tmp_path, upstream):
+    """A script reload runs the new gateway's configure, which refuses a broken pack: the new gateway
+    then has no packs in force, and must not wave the requests of the last good packs through."""
+    script_dir = tmp_path / "gw"
+    script_dir.mkdir()
+    script = script_dir / "gateway.py"
+    shutil.copy(REPO / "addons" / "gateway.py", script)
+    rules = copy_rules(tmp_path / "rules")
+    with Mitmdump(tmp_path, *reverse(upstream), script=script, rules=rules) as md:
+        conn = md.reverse_client()
+        assert call(conn, "POST", "/v1.0/me/messages", GRAPH, MESSAGE)[0] == 201
+        (rules / "m365.yaml").write_text((rules / "m365.yaml").read_text().replace("routes:", "routes: [\n  oops"))
+        deadline = time.monotonic() + 10
+        while b"FAILED" not in md.log.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        script.write_text(script.read_text() + "\n# touched\n")
+        deadline = time.monotonic() + 15
+        while md.log.read_bytes().count(b"Loading script") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        st, code = refused(md.reverse_client(), "POST", "/v1.0/me/messages", GRAPH, MESSAGE)
+        assert (st, code) == (503, "cloakgate.gateway.unavailable")
+    assert upstream.store.requests_to("/v1.0/me/messages") == 1
+    assert_no_canary(upstream.store.all_bytes())

@@ -150,6 +150,10 @@ class Gateway:
         self._task: asyncio.Task[Any] | None = None
         self._keys_task: asyncio.Task[Any] | None = None
         self._audit_task: asyncio.Task[Any] | None = None
+        # True once packs and keys were installed. A gateway whose first configure failed (a script
+        # reload while a pack is broken or the key service is down) has nothing in force: it leaves
+        # every request unmarked, so the guard refuses those of the last good packs.
+        self.ready = False
 
     @property
     def packs(self) -> tuple[Pack, ...]:
@@ -242,6 +246,7 @@ class Gateway:
         self._set_ring(self.keys.ring(p.id for p in packs))
         self.scope = Scope(packs, self.host_map)
         state.SHARED.scope = self.scope
+        self.ready = True
 
     def _set_ring(self, ring: KeyRing) -> None:
         if ring is self.ring:
@@ -346,7 +351,7 @@ class Gateway:
             self._refuse(flow, pack.id if pack else None, None, CloakgateError("internal error"))
 
     def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or not flow.live:
+        if flow.response or flow.error or not flow.live or not self.ready:
             return
         flow.metadata[M_SEEN] = True
         pack = None

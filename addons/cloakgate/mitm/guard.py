@@ -1,7 +1,8 @@
 """The guard: refuses in-scope requests that the gateway did not handle.
 
 It is added to mitmproxy's addon chain directly (not through the script), so it stays registered
-when a reload of ``addons/gateway.py`` fails and mitmproxy unloads the gateway. Any request to a
+when a reload of ``addons/gateway.py`` fails and mitmproxy unloads the gateway (or loads one whose
+configuration failed, which leaves requests unmarked). Any request to a
 host of the last good rule packs that reaches the guard without the gateway's mark is refused:
 defence in depth against every path that would skip the gateway's hook.
 """
@@ -39,6 +40,6 @@ class Guard:
                 return
             if self._in_scope(flow):
                 logger.error("cloakgate guard: gateway did not handle a protected request; refused")
-                refuse(flow, CODE, 503, "the protection gateway is not loaded", None, None)
+                refuse(flow, CODE, 503, "the protection gateway is not loaded or not configured", None, None)
         except Exception:
             flow.kill()
