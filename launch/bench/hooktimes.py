@@ -1,7 +1,7 @@
 """A mitmdump script for ``--hook-times``: how long the cloakgate hooks take inside the running proxy.
 
 Load it after the gateway (``mitmdump -s addons/gateway.py -s launch/bench/hooktimes.py``). Once the
-proxy runs, it replaces the gateway's and the guard's flow hooks on their instances with timed
+proxy runs, it replaces the gateway's flow hooks on its instance with timed
 wrappers (mitmproxy looks hooks up by name on every event, so the wrappers are what it calls) and,
 at shut-down, writes one line to stderr: per hook the number of calls and the p50, p90, p99 and mean
 wall time in microseconds, for the calls made after the first ``cloakgate_hook_times_skip`` seconds
@@ -26,8 +26,7 @@ from mitmproxy import ctx
 MARKER = "cloakgate-bench hooks: "
 HOOKS = {
     "cloakgate.gateway": ("requestheaders", "request", "responseheaders", "response"),
-    "cloakgate.guard": ("requestheaders", "request"),
-}
+}  # (the guard stands in the chain only while no ready gateway does)
 
 
 class HookTimes:

@@ -413,7 +413,7 @@ def markdown(res: dict, png_name: str = "latency.png") -> str:
 
 
 def hook_times_section(by_workload: dict, rate: float) -> list[str]:
-    """``--hook-times``: wall time per call of the gateway's and the guard's hooks inside mitmdump."""
+    """``--hook-times``: wall time per call of the gateway's hooks inside mitmdump."""
     L = [
         "",
         "## The gateway's hooks timed inside mitmdump (`--hook-times`)",

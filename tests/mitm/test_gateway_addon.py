@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -144,6 +145,53 @@ def test_guard_refuses_what_the_gateway_did_not_see(gw: Gateway):
     guard.request(other)
     assert other.response is None
     assert state.SHARED.scope.packs  # the guard's view outlives the gateway object
+
+
+def test_the_guard_stands_in_the_chain_exactly_while_no_ready_gateway_does(tmp_path: Path):
+    """Out while a ready gateway runs (each chain entry costs every event of every flow), in when the
+    gateway leaves (unload, reload, shut-down), and in beside a gateway whose configuration failed."""
+    asyncio.run(_guard_in_and_out(tmp_path))
+
+
+async def _guard_in_and_out(tmp_path: Path) -> None:  # running() starts the gateway's tasks
+    from mitmproxy.exceptions import OptionsError
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    pack = (RULES / "m365.yaml").read_text()
+    (rules / "m365.yaml").write_text(pack)
+    opts = dict(cloakgate_rules=str(rules), cloakgate_dev_keyring=str(tmp_path / "k.json"), cloakgate_audit="",
+                cloakgate_rules_poll="0", cloakgate_keys_refresh="0")
+    g = Gateway()
+    with taddons.context(g) as tctx:
+        chain = tctx.master.addons
+        chain.add(Guard())  # left by an earlier gateway
+        tctx.configure(g, **opts)
+        g.running()
+        assert chain.get(Guard.name) is None
+        replay = req("POST", "https://graph.microsoft.com/v1.0/me/sendMail", b'{"message":{"subject":"Zaphodius"}}')
+        replay.metadata[M_SEEN] = True  # from the flow's first pass
+        g.requestheaders(replay)
+        g.done()  # the script unloaded between the replay's hooks: the guard takes over
+        assert chain.get(Guard.name) is not None
+        chain.get(Guard.name).request(replay)
+        assert replay.response.headers["x-cloakgate-error"] == "cloakgate.gateway.unavailable"
+        again = Gateway()  # the reloaded script, configured while a pack is broken
+        (rules / "m365.yaml").write_text("saas: [broken")
+        with pytest.raises(OptionsError):  # a script (re)load configures with every option
+            again.configure(set(tctx.options.keys()))
+        again.running()
+        assert not again.ready and chain.get(Guard.name) is not None
+        f = req("POST", "https://graph.microsoft.com/v1.0/me/sendMail", b'{"message":{"subject":"Zaphodius"}}')
+        again.requestheaders(f)
+        again.request(f)
+        chain.get(Guard.name).request(f)
+        assert f.response.headers["x-cloakgate-error"] == "cloakgate.gateway.unavailable"
+        (rules / "m365.yaml").write_text(pack)
+        again.configure(set(tctx.options.keys()))  # fixed: ready, the guard leaves
+        assert again.ready and chain.get(Guard.name) is None
+        again.done()
+        g.done()
 
 
 def test_websocket_messages_are_revealed(gw: Gateway):

@@ -1,8 +1,9 @@
 """The guard: refuses in-scope requests that the gateway did not handle.
 
-It is added to mitmproxy's addon chain directly (not through the script), so it stays registered
-when a reload of ``addons/gateway.py`` fails and mitmproxy unloads the gateway (or loads one whose
-configuration failed, which leaves requests unmarked). Any request to a
+It is added to mitmproxy's addon chain directly (not through the script) whenever no ready gateway
+is in the chain: when the gateway leaves it (its ``done``: the script unloaded, or a reload that
+fails), and while a gateway whose configuration failed stands in it (that one leaves requests
+unmarked). A ready gateway takes it out again. Any request to a
 host of the last good rule packs that reaches the guard without the gateway's mark is refused:
 defence in depth against every path that would skip the gateway's hook.
 """
