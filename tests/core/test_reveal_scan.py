@@ -158,11 +158,11 @@ def test_an_upper_case_token_after_many_qs_is_found():
         assert stats.revealed == 1 and new.startswith(b"Q " * qs + b"Bob Q "), qs
 
 
-@given(st.text(alphabet="QXxq ", max_size=80))
-def test_upper_q_check_agrees_with_its_regex(text):
+@given(st.text(alphabet="QXxq ", max_size=80), st.sampled_from([0, 3000]))
+def test_upper_q_check_agrees_with_its_regex(text, pad):
     from cloakgate.core.reveal import _UPPER_Q, _has_upper_q
 
-    data = text.encode()
+    data = text.encode() + b" " * pad  # padded: a few "Q"s one by one before the regex takes over
     assert _has_upper_q(data) == (_UPPER_Q.search(data) is not None)
 
 
