@@ -25,21 +25,34 @@ from .rules import Pack, RevealRule
 CONTEXTS = ("json", "html", "xml", "text")
 # Possessive ("{3,}+", "*+"): a token's letters never include the space or mark that follows it, so
 # giving some back cannot help a match, and the regex engine keeps no backtracking state.
-_BODY = tokens.BODY_RE.pattern + b"+"
-_CAND_SPLIT = re.compile(b"(" + _BODY + b")")  # start condition checked in _glued
-_CAND_SPLIT_LOWER_Q = re.compile(b"(q" + _BODY[len(b"[Qq]"):] + b")")  # text without "QX", "Qx"
+_REST = tokens.BODY_RE.pattern[len(b"[Qq]"):] + b"+"  # a candidate after its first letter
+
+
 # A run: candidates that follow each other with nothing but a space (after an optional sentence mark)
 # between them, the way the words scheme writes a phrase. The scan looks runs up whole.
 _RUN_SEP = rb"[.,!?;:]?[ ]"
 
 
-def _run_split(cand_split: re.Pattern[bytes]) -> re.Pattern[bytes]:
-    cand = cand_split.pattern[1:-1]  # the candidate, without its group
-    return re.compile(b"(" + cand + b"(?:" + _RUN_SEP + cand + b")*+)")
+def _run_split(first: bytes) -> re.Pattern[bytes]:
+    """Runs whose candidates begin with ``first``, each run one group (so ``split`` keeps them).
+
+    The token's start condition (no letter or digit before it, unless an escape ends there: JSON
+    ``\\n``, URL ``%0A``) is checked right after the run's first letter, by lookbehinds that include
+    that letter: the pattern still begins with a literal, which keeps the regex engine's fast search,
+    and a "qx..." glued to a word starts no run (no Python-level check). Later candidates of a run
+    follow a space, so theirs holds.
+    """
+    after = [b"(?<![A-Za-z0-9]" + first + b")"]
+    after += [b"(?<=" + e.encode() + first + b")" for e in tokens.ESCAPE_END[3:-1].split("|")]
+    started = first + b"(?:" + b"|".join(after) + b")" + _REST
+    return re.compile(b"(" + started + b"(?:" + _RUN_SEP + first + _REST + b")*+)")
 
 
-_RUN_SPLIT = _run_split(_CAND_SPLIT)
-_RUN_SPLIT_LOWER_Q = _run_split(_CAND_SPLIT_LOWER_Q)
+_RUN_SPLIT = _run_split(b"[Qq]")
+_RUN_SPLIT_LOWER_Q = _run_split(b"q")  # text without "QX", "Qx"
+# The candidates of one run (its start condition already checked), each one group.
+_CAND_SPLIT = re.compile(b"([Qq]" + _REST + b")")
+_CAND_SPLIT_LOWER_Q = re.compile(b"(q" + _REST + b")")
 _FIRST = operator.itemgetter(0)
 _SECOND = operator.itemgetter(1)
 _COUNT_ORDER = b"adwe"  # a run's counts: revealed per scheme letter in this order, then truncated, invalid
@@ -51,9 +64,6 @@ _UNCACHEABLE_RUN = re.compile(rb"(?:\A|[ ])[Qq][Xx][AaEe]")  # aead (unique) or 
 _UPPER_Q = re.compile(rb"Q[Xx]")
 _UPPER_Q_SHIFT = 10  # "Q"s looked at one by one: one per 2**10 bytes of body, then the regex
 _X = (b"X", b"x")
-_ALNUM = re.compile(rb"[A-Za-z0-9]")
-_ESCAPE_END = re.compile(tokens.ESCAPE_END.encode() + rb"\Z")
-_LAST = operator.itemgetter(-1)
 _THIRD = operator.itemgetter(2)  # a candidate's scheme letter
 _NOT_TOKEN, _TRUNCATED, _INVALID = 0, 1, 2  # why a candidate stays as it is
 _EMAIL_DOMAIN = re.compile(rb"@([A-Za-z0-9-]+)(?:\.[A-Za-z0-9-]+)+")  # the domain after an e-mail token
@@ -176,10 +186,9 @@ class Revealer:
         """Reveal every tagged token in ``data``. Returns (new bytes or None if unchanged, stats).
 
         Hot path, per body: one regex split in C into text and runs of candidates (the token grammar
-        without its start condition, which is then checked on the last byte of each preceding text,
-        in C too), one dict look-up per run: a run of deterministic tokens seen before (same bytes,
-        same context) maps to its revealed bytes and counts. Python-level work happens only for runs
-        not seen before, token by token (with a per-token cache), and for runs glued to a word.
+        with its start condition), one dict look-up per run: a run of deterministic tokens seen
+        before (same bytes, same context) maps to its revealed bytes and counts. Python-level work
+        happens only for runs not seen before, token by token (with a per-token cache).
         """
         stats = RevealStats()
         # The gateway writes "qx" in lower case; an upper-case "Q" appears only where the SaaS changed
@@ -196,9 +205,8 @@ class Revealer:
         if runs is None:
             runs = self._runs[key] = {}
         hits = list(map(runs.get, parts[1::2]))
-        glued = _glued(parts)
-        if glued or None in hits:
-            self._misses(parts, hits, glued, runs, upper, context, charset)
+        if None in hits:
+            self._misses(parts, hits, runs, upper, context, charset)
         totals = _unpack_counts(sum(map(_SECOND, hits)))
         for ch, n in zip(_COUNT_ORDER, totals):
             if n:
@@ -210,25 +218,24 @@ class Revealer:
         parts[1::2] = map(_FIRST, hits)
         return b"".join(parts), stats
 
-    def _misses(self, parts: list[bytes], hits: list[Any], glued: list[int], runs: dict[bytes, Any],
+    def _misses(self, parts: list[bytes], hits: list[Any], runs: dict[bytes, Any],
                 upper: bool, context: str, charset: str) -> None:
-        """Runs not in the cache, and runs glued to a word: token by token, in order (an e-mail token
-        takes the domain from the text after its run). Fills ``hits``; caches what may be cached."""
+        """Runs not in the cache: token by token, in order (an e-mail token takes the domain from the
+        text after its run). Fills ``hits``; caches what may be cached."""
         split = _CAND_SPLIT if upper else _CAND_SPLIT_LOWER_Q
-        glued_set = set(glued)
         for i, hit in enumerate(hits):
-            if hit is not None and i not in glued_set:
+            if hit is not None:
                 continue
             j = 2 * i + 1
             run = parts[j]
             sub = split.split(run)  # "", candidate, separator, ..., candidate, ""
-            sub[0] = parts[j - 1]  # the text around the run: the start condition, an e-mail's domain
+            sub[0] = parts[j - 1]  # the text around the run: an e-mail's domain is in the one after it
             sub[-1] = parts[j + 1]
             counts = self._tokens(sub, context, charset)
             parts[j + 1] = sub[-1]
             new = b"".join(sub[1:-1])
             hits[i] = (new, counts)
-            if i in glued_set or len(run) > self.RUN_MAX or _UNCACHEABLE_RUN.search(run):
+            if len(run) > self.RUN_MAX or _UNCACHEABLE_RUN.search(run):
                 continue
             size = len(run) + len(new)
             if self._run_bytes + size > self.run_cache_bytes or len(runs) >= self.cache_size:
@@ -253,14 +260,9 @@ class Revealer:
         hits = list(map(fast.get, cands))
         letters = bytes(map(_THIRD, cands)).lower()
         counts = dict.fromkeys(_COUNT_ORDER, 0)
-        glued = _glued(parts)
-        for i in glued:
-            hits[i] = cands[i]  # not a token: a word that happens to contain "qx..."
         n_miss = hits.count(None)
         for ch in counts:
             counts[ch] = letters.count(ch)
-        for i in glued:
-            counts[letters[i]] -= 1
         i = -1
         for _ in range(n_miss):
             i = hits.index(None, i + 1)
@@ -347,22 +349,6 @@ def _has_upper_q(data: bytes) -> bool:
             return _UPPER_Q.search(data, i) is not None
         i = data.find(b"Q", i + 1)
     return False
-
-
-def _glued(parts: list[bytes]) -> list[int]:
-    """Indexes of candidates right after a letter or digit: inside a word, so not tokens.
-
-    ``parts`` alternates text and candidates; only the first text can be empty. A token may follow
-    an escape that ends in a letter or digit (JSON ``\\n``, ``\\u001f``, URL ``%0A``).
-    """
-    first = parts[0]
-    glued_first = first[-1:].isalnum()  # b"".isalnum() is False: an empty first text glues nothing
-    lasts = bytes(tuple(map(_LAST, parts[2:-1:2])))  # the byte before each further candidate
-    if not glued_first and _ALNUM.search(lasts) is None:
-        return []  # the common case: every candidate follows a quote, a space, a tag
-    out = [0] if glued_first else []
-    out.extend(m.start() + 1 for m in _ALNUM.finditer(lasts))
-    return [i for i in out if not _ESCAPE_END.search(parts[2 * i])]
 
 
 def reveal_positions(
