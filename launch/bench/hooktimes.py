@@ -25,7 +25,7 @@ from mitmproxy import ctx
 
 MARKER = "cloakgate-bench hooks: "
 HOOKS = {
-    "cloakgate.gateway": ("requestheaders", "request", "responseheaders", "response"),
+    "cloakgate.gateway": ("requestheaders", "request", "response"),
 }  # (the guard stands in the chain only while no ready gateway does)
 
 

@@ -169,6 +169,23 @@ def test_reverse_proxy_graph_owa_and_batch(tmp_path, upstream):
     assert_no_canary(md.log.read_bytes())
 
 
+def test_stream_large_bodies_stops_the_gateway_from_starting(tmp_path, upstream):
+    """mitmproxy would stream a large in-scope body out of its buffer, past the gateway (it re-checks
+    the size while the body arrives): with the option set, mitmdump does not start."""
+    md = Mitmdump(tmp_path, "--mode", f"reverse:http://127.0.0.1:{upstream.port}", "--set", "keep_host_header=true",
+                  "--set", "stream_large_bodies=64")
+    try:
+        md.start()  # it may be up for a moment before it exits
+    except RuntimeError:
+        pass
+    try:
+        assert md.proc.wait(20) == 1
+    finally:
+        md.stop()
+    assert "stream_large_bodies would stream request bodies past the gateway" in md.output()
+    assert upstream.store.raw == []
+
+
 def test_forward_proxy_https_with_mitmproxy_ca(tmp_path):
     with Upstream(self_signed_tls(tmp_path)) as up:
         with Mitmdump(tmp_path, "--mode", "regular", "--set", "ssl_insecure=true") as md:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from mitmproxy import http
@@ -49,7 +50,6 @@ def test_protect_then_reveal_and_annotations(gw: Gateway, tmp_path: Path):
     assert f.marked == ":lock:" and "protected 1 field(s) (words)" in f.comment
     assert "Zaphodius" not in f.comment and "Zaphodius" not in repr(f.metadata)
     f.response = http.Response.make(201, sent, {"content-type": "application/json"})
-    gw.responseheaders(f)
     gw.response(f)
     assert json.loads(f.response.content)["subject"] == "Zaphodius Beeblebroxian"
     assert "revealed 2 token(s) (words)" in f.comment
@@ -194,6 +194,41 @@ async def _guard_in_and_out(tmp_path: Path) -> None:  # running() starts the gat
         g.done()
 
 
+def test_stream_large_bodies_is_refused_and_the_guard_kills_what_it_would_stream(gw: Gateway, tmp_path: Path):
+    """mitmproxy re-checks stream_large_bodies while a body arrives and streams it out of its buffer
+    without another requestheaders call, so no hook can keep an in-scope body whole: the gateway
+    refuses the option (mitmproxy rolls it back), and a guard that finds it set kills in-scope
+    requests before their bodies. A response some other addon streamed keeps its tokens; the audit
+    says so. There is no responseheaders hook (a hook costs every flow its call)."""
+    from mitmproxy import ctx
+    from mitmproxy.exceptions import OptionsError
+    from mitmproxy.flow import Error
+
+    assert not hasattr(gw, "responseheaders")
+    opts = ctx.options
+    opts.add_option("stream_large_bodies", Optional[str], None, "")  # the proxy server addon's option
+    with pytest.raises(OptionsError, match="stream_large_bodies"):
+        opts.update(stream_large_bodies="1m")
+    assert opts.stream_large_bodies is None  # rolled back
+    opts._options["stream_large_bodies"].set("1m")  # as if set while no gateway was loaded
+    f = req("POST", "https://graph.microsoft.com/v1.0/me/sendMail", b'{"message":{"subject":"Zaphodius"}}')
+    Guard().requestheaders(f)
+    assert f.error is not None and f.error.msg == Error.KILLED_MESSAGE
+    other = req("POST", "https://example.net/", b"{}")
+    Guard().requestheaders(other)
+    assert other.error is None
+    opts._options["stream_large_bodies"].set(None)
+
+    f = req("POST", "https://graph.microsoft.com/v1.0/me/messages", b'{"subject":"Zaphodius"}')
+    gw.request(f)
+    f.response = http.Response.make(201, b"", {"content-type": "application/json"})
+    f.response.raw_content = None  # streamed by another addon
+    gw.response(f)
+    assert "body unreadable: cloakgate.body.streamed" in f.comment
+    gw.done()
+    assert '"outcome":"cloakgate.body.streamed"' in (tmp_path / "audit.jsonl").read_text()
+
+
 def test_websocket_messages_are_revealed(gw: Gateway):
     f = req("POST", "https://graph.microsoft.com/v1.0/me/messages", b'{"subject":"Zaphodius"}')
     gw.request(f)
@@ -267,7 +302,6 @@ def test_repeated_content_encoding_headers_are_all_undone(gw: Gateway):
     f.response.headers = http.Headers([(b"content-type", b"application/json"),
                                        (b"content-encoding", b"gzip"), (b"content-encoding", b"br")])
     f.response.raw_content = body
-    gw.responseheaders(f)
     gw.response(f)
     assert "content-encoding" not in f.response.headers
     assert json.loads(f.response.raw_content)["subject"] == "Marvin Android"

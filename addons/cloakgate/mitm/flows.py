@@ -45,12 +45,26 @@ def headers_get(headers: http.Headers, *names: bytes) -> tuple[str | None, ...]:
     """``headers.get(name)`` for each of ``names`` (lower case; repeated headers folded with ", " as
     mitmproxy does): one pass over the raw fields, a fraction of the multidict look-ups' cost on a
     path that asks several times per flow."""
-    found: dict[bytes, list[bytes]] = {}
+    found: list[bytes | None] = [None] * len(names)
     for k, v in headers.fields:
         k = k.lower()
         if k in names:
-            found.setdefault(k, []).append(v)
-    return tuple(b", ".join(found[n]).decode("utf-8", "surrogateescape") if n in found else None for n in names)
+            i = names.index(k)
+            old = found[i]
+            found[i] = v if old is None else old + b", " + v
+    return tuple([None if v is None else v.decode("utf-8", "surrogateescape") for v in found])
+
+
+def set_content_length(headers: http.Headers, n: int) -> None:
+    """``headers["content-length"] = str(n)`` straight on the raw fields (half the multidict's cost):
+    every Content-Length field gets the value; one is added if there was none."""
+    cl = b"%d" % n
+    fields = headers.fields
+    lowered = [k.lower() for k, _ in fields]
+    if b"content-length" in lowered:
+        headers.fields = tuple([(k, cl) if low == b"content-length" else (k, v) for (k, v), low in zip(fields, lowered)])
+    else:
+        headers.fields = (*fields, (b"content-length", cl))
 
 
 def header(headers: http.Headers, name: bytes) -> str | None:

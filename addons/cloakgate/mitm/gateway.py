@@ -40,6 +40,7 @@ from .flows import (
     headers_get,
     logger,
     refuse,
+    set_content_length,
 )
 from .guard import Guard
 
@@ -206,6 +207,11 @@ class Gateway:
                 self.max_body = opts.cloakgate_max_body
             if "cloakgate_response_max" in updated:
                 self.response_max = opts.cloakgate_response_max
+            if "stream_large_bodies" in updated and opts.stream_large_bodies:
+                # mitmproxy checks the size again as the body arrives and streams it from the buffer
+                # without another requestheaders call: no hook can keep an in-scope body whole.
+                raise ValueError("stream_large_bodies would stream request bodies past the gateway "
+                                 "unprotected (mitmproxy decides while the body arrives); unset it")
             if "cloakgate_rules_poll" in updated:
                 self.poll = float(opts.cloakgate_rules_poll)  # a str option: mitmproxy cannot parse float ones
             if updated & {"cloakgate_audit", "cloakgate_audit_buffer"}:
@@ -406,7 +412,7 @@ class Gateway:
             if out.body is not None:
                 req.raw_content = out.body
                 if header(req.headers, b"transfer-encoding") is None:
-                    req.headers["content-length"] = str(len(out.body))
+                    set_content_length(req.headers, len(out.body))
             if out.path is not None:
                 req.path = out.path
             for name, value in out.headers.items():
@@ -433,10 +439,6 @@ class Gateway:
 
     # --- responses -------------------------------------------------------------------------------
 
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.metadata.get(M_PACK) and flow.response is not None and not flow.metadata.get(M_REFUSED):
-            flow.response.stream = False
-
     def response(self, flow: http.HTTPFlow) -> None:
         resp = flow.response
         meta = flow.metadata
@@ -445,9 +447,12 @@ class Gateway:
         try:
             # The pack and route chosen when the request was protected: this response answers it.
             pack = self.scope.by_id.get(meta.get(M_PACK))  # type: ignore[arg-type]
-            if pack is None or self.revealer is None or resp.raw_content is None:
+            if pack is None or self.revealer is None:
                 return
             route_name = meta.get(M_ROUTE)
+            if resp.raw_content is None:  # streamed by another addon: its tokens went out as they were
+                self._note_reveal(flow, pack.id, route_name, core_reveal.RevealStats(), "cloakgate.body.streamed")
+                return
             route = pack.route_named.get(route_name) if route_name else None
             rules = route.reveal if route is not None else ()
             h = resp.headers
@@ -462,7 +467,7 @@ class Gateway:
                 if coding is not None:
                     h.pop("content-encoding", None)
                 if chunked is None:
-                    h["content-length"] = str(len(out.body))
+                    set_content_length(h, len(out.body))
         except Exception as e:  # a response that cannot be revealed keeps its tokens: no plaintext leaks
             logger.error("cloakgate: internal error (%s) while revealing; response left as is", type(e).__name__)
 

@@ -10,7 +10,7 @@ defence in depth against every path that would skip the gateway's hook.
 
 from __future__ import annotations
 
-from mitmproxy import http
+from mitmproxy import ctx, http
 
 from .flows import M_SEEN, logger, refuse
 from .state import SHARED
@@ -30,7 +30,12 @@ class Guard:
                 return
             # A replay runs the hooks again on the same flow: a mark from an earlier pass must not count.
             flow.metadata.pop(M_SEEN, None)
-            if flow.request.stream and self._in_scope(flow):  # an unstreamed request needs no look-up
+            if getattr(getattr(ctx, "options", None), "stream_large_bodies", None) and self._in_scope(flow):
+                # The gateway refuses this option; without it, someone set it. mitmproxy would stream
+                # a large body out from its buffer before the request hook could refuse.
+                logger.error("cloakgate guard: stream_large_bodies is set; protected request killed")
+                flow.kill()
+            elif flow.request.stream and self._in_scope(flow):  # an unstreamed request needs no look-up
                 flow.request.stream = False
         except Exception:  # never let a request slip past on an error
             flow.kill()
