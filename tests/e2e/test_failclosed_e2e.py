@@ -33,6 +33,18 @@ def refused(conn, method, path, host, body, headers=None) -> tuple[int, str]:
     return st, code
 
 
+def wait_for(cond, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def break_pack(md: Mitmdump, rules: Path) -> None:
+    """Break the M365 pack on disk and wait until the gateway's rules watcher reports it."""
+    (rules / "m365.yaml").write_text((rules / "m365.yaml").read_text().replace("routes:", "routes: [\n  oops"))
+    wait_for(lambda: b"FAILED" in md.log.read_bytes(), 10)
+
+
 @pytest.fixture
 def upstream():
     with Upstream() as up:
@@ -97,10 +109,7 @@ def test_pack_broken_during_traffic_keeps_last_good_version(tmp_path, upstream):
     with Mitmdump(tmp_path, *reverse(upstream), rules=rules) as md:
         conn = md.reverse_client()
         assert call(conn, "POST", "/v1.0/me/messages", GRAPH, MESSAGE)[0] == 201
-        (rules / "m365.yaml").write_text((rules / "m365.yaml").read_text().replace("routes:", "routes: [\n  oops"))
-        deadline = time.monotonic() + 10
-        while b"FAILED" not in md.log.read_bytes() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        break_pack(md, rules)
         assert "its last good version stays in force" in md.output()
         st, text, _ = call(conn, "POST", "/v1.0/me/messages", GRAPH, MESSAGE)
         assert st == 201 and json.loads(text)["subject"] == MESSAGE["subject"]
@@ -117,9 +126,7 @@ def test_gateway_script_that_fails_to_reload_does_not_open_the_gate(tmp_path, up
         conn = md.reverse_client()
         assert call(conn, "POST", "/v1.0/me/messages", GRAPH, MESSAGE)[0] == 201
         script.write_text("raise RuntimeError('a typo')\n")
-        deadline = time.monotonic() + 15
-        while b"a typo" not in md.log.read_bytes() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for(lambda: b"a typo" in md.log.read_bytes(), 15)
         assert "a typo" in md.output(), md.output()
         st, code = refused(md.reverse_client(), "POST", "/v1.0/me/messages", GRAPH, MESSAGE)
         assert (st, code) == (503, "cloakgate.gateway.unavailable")
@@ -138,14 +145,9 @@ def test_gateway_reloaded_while_a_pack_is_broken_does_not_open_the_gate(tmp_path
     with Mitmdump(tmp_path, *reverse(upstream), script=script, rules=rules) as md:
         conn = md.reverse_client()
         assert call(conn, "POST", "/v1.0/me/messages", GRAPH, MESSAGE)[0] == 201
-        (rules / "m365.yaml").write_text((rules / "m365.yaml").read_text().replace("routes:", "routes: [\n  oops"))
-        deadline = time.monotonic() + 10
-        while b"FAILED" not in md.log.read_bytes() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        break_pack(md, rules)
         script.write_text(script.read_text() + "\n# touched\n")
-        deadline = time.monotonic() + 15
-        while md.log.read_bytes().count(b"Loading script") < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for(lambda: md.log.read_bytes().count(b"Loading script") >= 2, 15)
         time.sleep(0.5)
         st, code = refused(md.reverse_client(), "POST", "/v1.0/me/messages", GRAPH, MESSAGE)
         assert (st, code) == (503, "cloakgate.gateway.unavailable")
