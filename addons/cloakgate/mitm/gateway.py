@@ -309,9 +309,9 @@ class Gateway:
         # Leaving the chain (script unloaded or reloaded, or shut-down): the guard takes over first,
         # whatever else fails here.
         self._running = False
+        self.ready = False  # a gateway that left the chain marks nothing
         try:
-            if ctx.master.addons.get(Guard.name) is None:
-                ctx.master.addons.add(Guard())
+            self._sync_guard()
         except Exception as e:
             logger.error("cloakgate: could not install the guard (%s)", type(e).__name__)
         for task in (self._task, self._keys_task, self._audit_task):
