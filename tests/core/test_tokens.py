@@ -76,6 +76,17 @@ def test_base32_decodes_long_payloads():  # int() limits the digits of other bas
     assert tokens.b32decode(tokens.b32encode(data)) == data
 
 
+@given(st.binary(max_size=1000))
+def test_base32_encoding_matches_the_standard_library(data):
+    assert tokens.b32encode(data) == base64.b32encode(data).decode("ascii").rstrip("=").lower()
+
+
+@pytest.mark.parametrize("n", [1, 4, 5, 6, 319, 320, 321, 639, 640, 641, 51_203])
+def test_base32_encoding_matches_the_standard_library_across_slices(n):  # one integer per 320 bytes
+    data = (bytes(range(256)) * (n // 256 + 1))[:n]
+    assert tokens.b32encode(data) == base64.b32encode(data).decode("ascii").rstrip("=").lower()
+
+
 @given(st.binary(max_size=300))
 def test_base32_decoding_inverts_encoding(data):
     assert tokens.b32decode(tokens.b32encode(data)) == data
