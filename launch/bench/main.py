@@ -168,7 +168,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="auto/on: proxy on the last core, generator and upstream on the others (needs 2+ cores)",
     )
-    ap.add_argument("--no-install", action="store_true", help="never apt-get install haproxy")
+    ap.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count instructions per request with valgrind (callgrind): passthrough and gateway per "
+        "workload, a ratio without the noise of throughput (about 1 minute per proxy; needs valgrind)",
+    )
+    ap.add_argument("--no-install", action="store_true", help="never apt-get install haproxy or valgrind")
     ap.add_argument(
         "--wrk", choices=("auto", "off"), default="auto", help="also run wrk's closed loop if installed"
     )
@@ -608,6 +614,9 @@ def run(
     # 8. the gateway's hooks timed inside mitmdump
     if a.hook_times and "gateway" in ports:
         res["hook_times"] = {wl: hook_times(rig, wl) for wl in a.workload_list}
+    # 9. instructions per request (callgrind)
+    if a.instructions:
+        res["instructions"] = instructions(rig, out)
     upstream_check = upstream.alive()
     if not upstream_check:
         res["notes"].append("the upstream died during the run: results are suspect")
@@ -640,7 +649,8 @@ def scale_out(
 ) -> dict:
     if a.scale_max < 2:
         return {"reason": f"only {a.scale_max} core: nothing to scale out to"}
-    haproxy, how = procs.ensure_haproxy(allow_install=not (a.no_install or a.smoke))
+    allow = not (a.no_install or a.smoke)
+    haproxy, how = procs.ensure_package("haproxy", procs.haproxy_path, allow_install=allow)
     if haproxy is None:
         log(f"bench: scale-out SKIPPED: {how}")
         return {"reason": how}
@@ -722,24 +732,36 @@ class Rig:
 
     def gateway(self, name: str, *, wrap: list[str] | None = None, extra: list[str] | None = None) -> procs.Proc:
         """A gateway like the measured one (plus ``extra`` mitmdump arguments), listening."""
-        gw = procs.start_mitmdump(
+        return self.proxy(name, gateway=True, wrap=wrap, extra=extra)
+
+    def proxy(
+        self,
+        name: str,
+        *,
+        gateway: bool,
+        wrap: list[str] | None = None,
+        extra: list[str] | None = None,
+        timeout: float = 60.0,
+    ) -> procs.Proc:
+        """A mitmdump like the measured passthrough or gateway (plus ``extra`` arguments), listening."""
+        proc = procs.start_mitmdump(
             self.children,
             name,
             self.upstream_port,
-            gateway=True,
+            gateway=gateway,
             tmp=self.tmp,
-            keys=self.key_args,
+            keys=self.key_args if gateway else [],
             cpus=self.proxy_cpus,
             rules=self.a.rules,
             wrap=wrap or [],
             extra=[*(extra or []), *_extra(self.a)],
         )
         try:
-            gw.wait_port(gw.port, timeout=60)
+            proc.wait_port(proc.port, timeout=timeout)
         except BaseException:
-            self.children.stop(gw)
+            self.children.stop(proc)
             raise
-        return gw
+        return proc
 
     def load(self, gw: procs.Proc, workload: str, **kw) -> loadgen.Result:  # noqa: ANN003
         a = self.a
@@ -808,6 +830,45 @@ def hook_times(rig: Rig, workload: str) -> dict:
         return {"error": f"no hook times in the log: {_oneline(gw.output(1500))}"}
     got["requests"] = r.completed
     return got
+
+
+def instructions(rig: Rig, out: Path) -> dict:
+    """Instructions per request of passthrough and gateway under callgrind, per workload."""
+    import instructions as ins
+
+    a = rig.a
+    allow = not (a.no_install or a.smoke)
+    vg, how = procs.ensure_package("valgrind", ins.valgrind_path, allow_install=allow)
+    if vg is None:
+        return {"reason": how}
+    spec = ins.Spec(warmup=2.0, duration=4.0) if a.mode == "smoke" else ins.Spec()
+    rows = []
+    for wl in a.workload_list:
+        for cfg in ("passthrough", "gateway"):
+            log(f"bench: counting instructions per request (callgrind), {wl} through {cfg}")
+            extra = list(ins.GATEWAY_TIMERS_OFF) if cfg == "gateway" else []
+            name = f"{cfg}-callgrind-{wl}"
+            try:
+                row = ins.measure(
+                    lambda wrap, n=name, g=cfg == "gateway", x=extra: rig.proxy(
+                        n, gateway=g, wrap=[*wrap, sys.executable, str(procs.MITMDUMP)], extra=x,
+                        timeout=spec.start_timeout,
+                    ),
+                    rig.children.stop,
+                    wl,
+                    rig.tmp / f"callgrind-{name}.out",
+                    spec,
+                    rig.gen_cpus,
+                )
+            except (RuntimeError, OSError, subprocess.SubprocessError) as e:  # the next proxy may still count
+                row = {"error": f"{type(e).__name__}: {_oneline(str(e), 300)}"}
+            row.update(workload=wl, config=cfg)
+            log(f"  {wl} {cfg}: " + (f"{row['per_request']:,.0f} instructions per request ({row['requests']} "
+                                    f"requests)" if "per_request" in row else row["error"]))
+            rows.append(row)
+    return {"valgrind": how, "rows": rows, "ratios": ins.ratios(rows),
+            "load": f"closed loop, {spec.connections} connections, {spec.duration:g} s counted after "
+                    f"{spec.warmup:g} s of warm-up"}
 
 
 def _extra(a: argparse.Namespace) -> list[str]:

@@ -277,29 +277,32 @@ def haproxy_path() -> str | None:
     )
 
 
-def ensure_haproxy(allow_install: bool) -> tuple[str | None, str]:
-    """HAProxy from the distribution: found, or installed with apt-get when allowed (root only)."""
-    path = haproxy_path()
+def ensure_package(
+    package: str, find: Callable[[], str | None], allow_install: bool
+) -> tuple[str | None, str]:
+    """A tool from the distribution (``find`` gives its path): found, or installed with apt-get
+    when allowed (root only)."""
+    path = find()
     if path:
         return path, "found"
     if not allow_install:
-        return None, "haproxy is not installed (the smoke run does not install packages)"
+        return None, f"{package} is not installed (the smoke run does not install packages)"
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return None, "haproxy is not installed and cannot be installed here (needs root and apt-get)"
+        return None, f"{package} is not installed and cannot be installed here (needs root and apt-get)"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for cmd in (
-        ["apt-get", "install", "-y", "-q", "haproxy"],
+        ["apt-get", "install", "-y", "-q", package],
         ["apt-get", "update", "-q"],
-        ["apt-get", "install", "-y", "-q", "haproxy"],
+        ["apt-get", "install", "-y", "-q", package],
     ):
         try:
             subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
         except subprocess.TimeoutExpired:
-            return None, "apt-get timed out while installing haproxy"
-        path = haproxy_path()
+            return None, f"apt-get timed out while installing {package}"
+        path = find()
         if path:
             return path, "installed with apt-get"
-    return None, "apt-get install haproxy failed"
+    return None, f"apt-get install {package} failed"
 
 
 def start_haproxy(

@@ -7,6 +7,7 @@ used, and the smoke run installs nothing.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,24 @@ def test_hook_times_inside_mitmdump(smoke: tuple[Path, dict, str]) -> None:
         assert set(got["hooks"]) == hooks, (wl, got)
         assert got["requests"] > 0 and all(h["calls"] > 0 and h["p50"] > 0 for h in got["hooks"].values())
     assert "## The gateway's hooks timed inside mitmdump (`--hook-times`)" in (out / "results.md").read_text()
+
+
+@pytest.mark.skipif(
+    shutil.which("valgrind") is None,
+    reason="valgrind is not installed (launch/bench.sh --instructions installs it)",
+)
+def test_instruction_counts_under_callgrind(tmp_path: Path) -> None:
+    """--instructions: passthrough and gateway each counted under callgrind, the ratio in the table."""
+    proc = subprocess.run(
+        [sys.executable, str(MAIN), "--smoke", "--instructions", "--workloads", "light", "--no-sweep",
+         "--no-scale", "--no-micro", "--out", str(tmp_path), "--max-minutes", "6"],
+        cwd=REPO, capture_output=True, text=True, timeout=400,
+    )
+    assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    got = json.loads((tmp_path / "results.json").read_text())["instructions"]
+    assert [(r["workload"], r["config"]) for r in got["rows"]] == [
+        ("light", "passthrough"), ("light", "gateway")]
+    assert all(r.get("requests", 0) > 0 and r["per_request"] > 1e6 for r in got["rows"]), got["rows"]
+    assert 0 < got["ratios"]["light"]["ratio"] < 1.5
+    md = (tmp_path / "results.md").read_text()
+    assert "## Counted in instructions (`--instructions`, valgrind's callgrind)" in md

@@ -46,3 +46,30 @@ def test_no_passing_step_no_cores():
     row = _row(1, 0, [(100, False, 99.0)])
     row["sustainable"] = None
     assert report.cores_at_sustainable(row) is None and report.per_core(row) is None
+
+
+def test_instruction_counts_become_ratios_and_a_table():
+    import instructions
+
+    dump = b"events: Ir\nsummary: 9393652000\n"
+    assert instructions.parse_total(dump) == 9393652000
+    assert instructions.parse_total(b"events: Ir\ntotals: 17\n") == 17 and instructions.parse_total(b"") is None
+    rows = [
+        {"workload": "light", "config": "passthrough", "per_request": 8_700_000.0},
+        {"workload": "light", "config": "gateway", "per_request": 9_400_000.0},
+        {"workload": "list", "config": "passthrough", "per_request": 8_900_000.0},
+        {"workload": "list", "config": "gateway", "error": "callgrind wrote no dump with a total"},
+    ]
+    r = instructions.ratios(rows)
+    assert set(r) == {"light"}  # no ratio without both counts
+    assert r["light"]["added"] == 700_000 and abs(r["light"]["ratio"] - 8.7 / 9.4) < 1e-12
+    md = report.instructions_section({"rows": rows, "ratios": r, "load": "closed loop"})
+    assert "| light | 8,700,000 | 9,400,000 | +700,000 (+8.0 %) | 0.926 |" in md
+    assert "- not counted: list gateway: callgrind wrote no dump with a total" in md
+    assert report.instructions_section({"reason": "valgrind is not installed"})[-1] == (
+        "Not counted: valgrind is not installed.")
+    sweep = [{"config": c, "workload": "light", "sustainable": s}
+             for c, s in (("gateway", 190), ("passthrough", 200))]
+    res = {"meta": {"params": {"rate": 100, "workloads": []}}, "instructions": {"ratios": r}, "sweep": sweep}
+    (t,) = [t for t in report.targets(res) if "light" in t["target"]]
+    assert t["measured"].endswith("; instructions per request 0.926 x") and t["met"] is True

@@ -1,0 +1,120 @@
+"""Instructions per request inside mitmdump, counted by valgrind's callgrind (``--instructions``).
+
+Throughput on a shared 2-core machine moves by several percent from run to run; an instruction
+count does not (repeatable to about 0.2 %). Per workload, a passthrough mitmdump and a gateway run
+under callgrind with instrumentation off: start-up, then a warm-up load (every distinct request
+once at least, so caches are in their steady state), then instrumentation on, a closed-loop load
+over a few connections, a dump. Instructions per request = the dump's total / requests completed.
+
+passthrough / gateway is then the share of its throughput a CPU-bound proxy keeps with the
+gateway: what the sustainable-rate ratio estimates, without the noise. Timers that run per second,
+not per request (the rules watcher, the key refresh), are off in these runs: under valgrind a
+second holds fifty times fewer requests, so they would weigh fifty times too much.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import loadgen
+import procs
+
+VALGRIND_OPTS = ("--tool=callgrind", "--instr-atstart=no", "--vgdb=yes")
+GATEWAY_TIMERS_OFF = ("--set", "cloakgate_rules_poll=0", "--set", "cloakgate_keys_refresh=0")
+_TOTAL = re.compile(rb"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Spec:
+    warmup: float = 6.0  # seconds of load before counting (instrumentation off: about 5x slower than native)
+    duration: float = 20.0  # seconds of counted load (instrumentation on: about 50x slower)
+    connections: int = 4
+    start_timeout: float = 300.0
+
+
+def valgrind_path() -> str | None:
+    return shutil.which("valgrind")
+
+
+def parse_total(dump: bytes) -> int | None:
+    """The instruction total of a callgrind dump (its ``summary:`` or ``totals:`` line)."""
+    m = _TOTAL.search(dump)
+    return int(m.group(1)) if m else None
+
+
+def _control(pid: int, *args: str) -> None:
+    subprocess.run(
+        ["callgrind_control", *args, str(pid)],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
+    )
+
+
+def _dumped_total(out_file: Path, timeout: float = 30.0) -> int | None:
+    """The total of the first dump (``<out_file>.1``), once callgrind has written it whole."""
+    deadline = time.monotonic() + timeout
+    while True:
+        dumps = sorted(glob.glob(f"{out_file}.*"))
+        total = parse_total(Path(dumps[0]).read_bytes()) if dumps else None
+        if total is not None or time.monotonic() > deadline:
+            return total
+        time.sleep(0.5)
+
+
+def measure(
+    start: Callable[[list[str]], procs.Proc],
+    stop: Callable[[procs.Proc], None],
+    workload: str,
+    out_file: Path,
+    spec: Spec,
+    cpus: set[int] | None,
+) -> dict[str, Any]:
+    """One proxy under callgrind: ``start(wrap)`` starts it (listening) with ``wrap`` before its
+    command line, ``stop`` stops it. Returns instructions, requests and instructions per request."""
+    vg = valgrind_path()
+    assert vg is not None
+    proc = start([vg, *VALGRIND_OPTS, f"--callgrind-out-file={out_file}"])
+    try:
+        load = dict(mode="closed", connections=spec.connections, workers=1, drain=60.0, cpus=cpus)
+        loadgen.run(proc.port, workload, duration=spec.warmup, warmup=0.0, **load)
+        _control(proc.pid, "--instr=on")
+        t0 = time.monotonic()
+        r = loadgen.run(proc.port, workload, duration=spec.duration, warmup=0.0, **load)
+        _control(proc.pid, "--dump")
+        counted_s = time.monotonic() - t0
+        total = _dumped_total(out_file)
+    finally:
+        stop(proc)
+    if total is None:
+        return {"error": "callgrind wrote no dump with a total"}
+    if not r.completed or r.errors or r.non2xx:
+        return {"error": f"{r.completed} requests completed, {r.errors} errors, {r.non2xx} not 2xx"}
+    return {
+        "instructions": total,
+        "requests": r.completed,
+        "per_request": total / r.completed,
+        "seconds": counted_s,
+    }
+
+
+def ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per workload: passthrough and gateway instructions per request, what the gateway adds, and
+    passthrough / gateway."""
+    by: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if "per_request" in row:
+            by.setdefault(row["workload"], {})[row["config"]] = row["per_request"]
+    out = {}
+    for wl, v in by.items():
+        if "passthrough" in v and "gateway" in v:
+            pt, gw = v["passthrough"], v["gateway"]
+            out[wl] = {"passthrough": pt, "gateway": gw, "added": gw - pt, "added_pct": 100 * (gw - pt) / pt,
+                       "ratio": pt / gw}
+    return out
