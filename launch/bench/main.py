@@ -841,7 +841,7 @@ def instructions(rig: Rig, out: Path) -> dict:
     vg, how = procs.ensure_package("valgrind", ins.valgrind_path, allow_install=allow)
     if vg is None:
         return {"reason": how}
-    spec = ins.Spec(warmup=2.0, duration=4.0) if a.mode == "smoke" else ins.Spec()
+    spec = ins.Spec(warmup=2.0, warmup_requests=8, duration=4.0) if a.mode == "smoke" else ins.Spec()
     rows = []
     for wl in a.workload_list:
         for cfg in ("passthrough", "gateway"):
@@ -867,8 +867,8 @@ def instructions(rig: Rig, out: Path) -> dict:
                                     f"requests)" if "per_request" in row else row["error"]))
             rows.append(row)
     return {"valgrind": how, "rows": rows, "ratios": ins.ratios(rows),
-            "load": f"closed loop, {spec.connections} connections, {spec.duration:g} s counted after "
-                    f"{spec.warmup:g} s of warm-up"}
+            "load": f"closed loop, {spec.connections} connections, {spec.duration:g} s counted after a "
+                    f"warm-up of at least {spec.warmup_requests} requests"}
 
 
 def _extra(a: argparse.Namespace) -> list[str]:

@@ -457,7 +457,8 @@ def instructions_section(got: dict) -> list[str]:
         return L + [f"Not counted: {got['reason']}."]
     L += [
         f"Each proxy alone under callgrind, {got['load']}; instructions per request = the total counted / "
-        "requests completed (repeatable to about 0.2 %, where throughput moves by several percent). The "
+        "requests completed (repeatable to about 1 %, where throughput moves by several percent; the "
+        "4 connections' set-up is spread over the requests of each count). The "
         "gateway's per-second timers (rules watcher, key refresh) are off here. passthrough / gateway is "
         "the share of its throughput a CPU-bound proxy keeps with the gateway.",
         "",

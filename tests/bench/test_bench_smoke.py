@@ -115,7 +115,8 @@ def test_instruction_counts_under_callgrind(tmp_path: Path) -> None:
     got = json.loads((tmp_path / "results.json").read_text())["instructions"]
     assert [(r["workload"], r["config"]) for r in got["rows"]] == [
         ("light", "passthrough"), ("light", "gateway")]
-    assert all(r.get("requests", 0) > 0 and r["per_request"] > 1e6 for r in got["rows"]), got["rows"]
+    assert all(r.get("requests", 0) > 0 and r["per_request"] > 1e6 and r["warmup_requests"] >= 8
+               for r in got["rows"]), got["rows"]
     assert 0 < got["ratios"]["light"]["ratio"] < 1.5
     md = (tmp_path / "results.md").read_text()
     assert "## Counted in instructions (`--instructions`, valgrind's callgrind)" in md
