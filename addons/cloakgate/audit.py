@@ -65,7 +65,7 @@ def _line(t: float, action: str, outcome: str, fields: dict[str, Any]) -> str:
         event.update(fields)
     try:
         return _encode_event(event)
-    except (TypeError, ValueError, RecursionError):  # a field that is not JSON: the event keeps its name only
+    except (TypeError, ValueError, RecursionError):  # not JSON: the event keeps its fields' names only
         return _encode({"time": when, "action": action, "outcome": outcome, "unencodable": sorted(fields)})
 
 

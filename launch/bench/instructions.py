@@ -2,10 +2,11 @@
 
 Throughput on a shared 2-core machine moves by several percent from run to run; an instruction
 count hardly does (to about 1 % here: the load's few connections are set up once per count, and
-their cost is spread over however many requests completed). Per workload, a passthrough mitmdump and a gateway run
-under callgrind with instrumentation off: start-up, then a warm-up load (every distinct request
-twice at least, so caches are in their steady state), then instrumentation on, a closed-loop load
-over a few connections, a dump. Instructions per request = the dump's total / requests completed.
+their cost is spread over however many requests completed). Per workload, a passthrough mitmdump
+and a gateway run under callgrind with instrumentation off: start-up, then a warm-up load (every
+distinct request twice at least, so caches are in their steady state), then instrumentation on, a
+closed-loop load over a few connections, a dump. Instructions per request = the dump's total /
+requests completed.
 
 passthrough / gateway is then the share of its throughput a CPU-bound proxy keeps with the
 gateway: what the sustainable-rate ratio estimates, without the noise. Timers that run per second,

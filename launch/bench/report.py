@@ -458,7 +458,7 @@ def instructions_section(got: dict) -> list[str]:
     L += [
         f"Each proxy alone under callgrind, {got['load']}; instructions per request = the total counted / "
         "requests completed (repeatable to about 1 %, where throughput moves by several percent; the "
-        "4 connections' set-up is spread over the requests of each count). The "
+        "connections' set-up is spread over the requests of each count). The "
         "gateway's per-second timers (rules watcher, key refresh) are off here. passthrough / gateway is "
         "the share of its throughput a CPU-bound proxy keeps with the gateway.",
         "",
@@ -467,8 +467,8 @@ def instructions_section(got: dict) -> list[str]:
         "|---|---:|---:|---:|---:|",
     ]
     for wl, r in got.get("ratios", {}).items():
-        L.append(f"| {wl} | {r['passthrough']:,.0f} | {r['gateway']:,.0f} | +{r['added']:,.0f} "
-                 f"(+{r['added_pct']:.1f} %) | {r['ratio']:.3f} |")
+        L.append(f"| {wl} | {r['passthrough']:,.0f} | {r['gateway']:,.0f} | {r['added']:+,.0f} "
+                 f"({r['added_pct']:+.1f} %) | {r['ratio']:.3f} |")
     errors = [f"{r['workload']} {r['config']}: {r['error']}" for r in got.get("rows", []) if r.get("error")]
     if errors:
         L += [""] + [f"- not counted: {e}" for e in errors]
