@@ -62,7 +62,9 @@ def set_content_length(headers: http.Headers, n: int) -> None:
     fields = headers.fields
     lowered = [k.lower() for k, _ in fields]
     if b"content-length" in lowered:
-        headers.fields = tuple([(k, cl) if low == b"content-length" else (k, v) for (k, v), low in zip(fields, lowered)])
+        headers.fields = tuple(
+            [(k, cl) if low == b"content-length" else (k, v) for (k, v), low in zip(fields, lowered)]
+        )
     else:
         headers.fields = (*fields, (b"content-length", cl))
 

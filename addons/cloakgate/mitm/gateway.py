@@ -451,7 +451,8 @@ class Gateway:
                 return
             route_name = meta.get(M_ROUTE)
             if resp.raw_content is None:  # streamed by another addon: its tokens went out as they were
-                self._note_reveal(flow, pack.id, route_name, core_reveal.RevealStats(), "cloakgate.body.streamed")
+                streamed = "cloakgate.body.streamed"
+                self._note_reveal(flow, pack.id, route_name, core_reveal.RevealStats(), streamed)
                 return
             route = pack.route_named.get(route_name) if route_name else None
             rules = route.reveal if route is not None else ()
