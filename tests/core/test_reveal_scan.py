@@ -1,8 +1,8 @@
-"""The reveal scanner: runs of candidates found by one split, the start condition checked afterwards,
-caches (per token and per run).
+"""The reveal scanner: segments (a token's start to the end of its string or text node) found by one
+split, the candidates in a segment by another, caches (per token and per segment).
 
 The scanner must behave exactly like the token grammar's own regex (tokens.TOKEN_RE) applied token
-by token, whether its caches are cold or warm.
+by token, whether its caches are cold or warm, in every context (each ends segments elsewhere).
 """
 
 from __future__ import annotations
@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import os
 
+from unittest import mock
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloakgate.core import schemes, tokens
+from cloakgate.core import reveal, schemes, tokens
 from cloakgate.core.errors import InvalidToken
 from cloakgate.core.keyring import StaticKeyRing
 from cloakgate.core.reveal import Revealer, escape_for
@@ -95,20 +98,54 @@ def test_ring_change_drops_every_cache():
 
 
 PIECES = st.sampled_from([word("Hello world"), det("Dana"), aead("x"), det("Eve")[:-2], "qxdnope", "QXW", "",
-                          " ", ". ", "! ", ", ", "a", "9", "\\n", "\\u00e9", "%0a", '"', "<", "qx", "Qx", "é"])
+                          det("Fay").upper(), word("Upper case").upper(),
+                          " ", ". ", "! ", ", ", "a", "9", "\\n", "\\u00e9", "%0a", '"', "<", "\n", "qx", "Qx",
+                          "é"])
 
 
-@given(st.lists(PIECES, max_size=12))
-@settings(max_examples=400, deadline=None)
-def test_property_scan_equals_the_grammar(pieces):
+SPLITS = [reveal.split_segments_python]
+if reveal.split_segments is not reveal.split_segments_python:
+    SPLITS.append(reveal.split_segments)  # the C module, where the install built it
+
+
+@given(st.lists(PIECES, max_size=12), st.sampled_from(["json", "html", "text"]), st.sampled_from(SPLITS))
+@settings(max_examples=600, deadline=None)
+def test_property_scan_equals_the_grammar(pieces, context, split):
     body = "".join(pieces).encode()
     r = Revealer(RING)
     seen = []
-    for _ in range(3):  # cold, then warm (token caches), then warm (run cache)
-        new, stats = r.scan(body, "json")
-        assert (new if new is not None else body) == reference(body, "json")
-        seen.append((stats.revealed, stats.truncated, stats.invalid, dict(stats.by_scheme)))
+    with mock.patch.object(reveal, "split_segments", split):
+        for _ in range(3):  # cold, then warm (token caches), then warm (segment cache)
+            new, stats = r.scan(body, context)
+            assert (new if new is not None else body) == reference(body, context)
+            seen.append((stats.revealed, stats.truncated, stats.invalid, dict(stats.by_scheme)))
     assert seen[0] == seen[1] == seen[2]
+
+
+# candidate heads in every case, escapes (whole, cut short, not hex), letters, digits, the end bytes
+SPLIT_BYTES = st.lists(st.sampled_from([
+    b"qxd", b"QXw", b"qXe", b"Qxa", b"qxb", b"qx", b"q", b"Q", b"x", b"d", b"\\n", b"\\q", b"\\u00e9", b"\\u0g9",
+    b"\\u0", b"%0a", b"%0z", b"%z", b"%", b"abc", b"Z", b"9", b" ", b'"', b"<", b"\n", b"\xc3\xa9",
+]), max_size=24)
+
+
+@given(SPLIT_BYTES, st.sampled_from(sorted(set(reveal.SEGMENT_END.values()))))
+@settings(max_examples=3000, deadline=None)
+def test_the_c_split_equals_the_python_split(pieces, end):
+    c_split = pytest.importorskip("cloakgate.core._segments", reason="the C module was not built here").split
+    data = b"".join(pieces)
+    assert c_split(data, end) == reveal.split_segments_python(data, end)
+
+
+def test_the_c_split_refuses_what_is_not_bytes_and_one_byte():
+    c_split = pytest.importorskip("cloakgate.core._segments", reason="the C module was not built here").split
+    for args in ((bytearray(b"qxd"), 34), ("qxd", 34), (b"qxd",), (b"qxd", "x")):
+        with pytest.raises(TypeError):
+            c_split(*args)
+    for end in (-1, 256, 2**70):
+        with pytest.raises((ValueError, OverflowError)):
+            c_split(b"qxd", end)
+    assert c_split(b"", 34) == [b""] and c_split(b'a "qxdzz" qxa', 34) == [b'a "', b"qxdzz", b'" ', b"qxa", b""]
 
 
 def test_a_cached_run_glued_to_a_word_keeps_its_first_candidate():
@@ -133,12 +170,12 @@ def test_email_tokens_in_runs_take_their_domain_every_time():
         assert dict(stats.by_scheme) == {"deterministic": 2, "words": 1, "email": 3} and stats.revealed == 6
 
 
-def test_run_cache_stays_within_its_byte_budget():
-    r = Revealer(RING, run_cache_bytes=4096)
+def test_segment_cache_stays_within_its_byte_budget():
+    r = Revealer(RING, segment_cache_bytes=4096)
     for i in range(60):
         body = f'{{"subject": "{word(f"Subject number {i} of many")}"}}'.encode()
         assert json.loads(r.scan(body, "json")[0]) == {"subject": f"Subject number {i} of many"}
-        assert r._run_bytes <= 4096  # the bound holds however many distinct runs pass
+        assert r._segment_bytes <= 4096  # the bound holds however many distinct segments pass
 
 
 def test_tokens_a_saas_upper_cased_are_found_beside_lower_case_ones():
@@ -175,9 +212,10 @@ def test_stats_add_sums_counts_per_scheme():
     assert a.by_scheme == {"words": 3, "aead": 1, "fpe": 1}
 
 
-def test_packed_run_counts_add_up_per_field():
+def test_packed_segment_counts_add_up_per_field():
     from cloakgate.core.reveal import _pack_counts, _unpack_counts
 
-    runs = [(3, 0, 7, 1, 0, 2), (0, 5, 0, 0, 9, 0), (2**31, 0, 0, 0, 0, 2**31 - 1)]
-    assert _unpack_counts(sum(map(_pack_counts, runs))) == [sum(c) for c in zip(*runs)]
-    assert _unpack_counts(_pack_counts((2**32 - 1,) * 6)) == [2**32 - 1] * 6
+    segments = [(3, 0, 7, 1, 0, 2), (0, 5, 0, 0, 9, 0), (2**30, 0, 0, 0, 0, 2**30 - 1), (2**30 - 4,) * 6]
+    assert _unpack_counts(sum(map(_pack_counts, segments))) == [sum(c) for c in zip(*segments)]  # no carry
+    assert _unpack_counts(_pack_counts((2**31 - 1,) * 6)) == [2**31 - 1] * 6
+    assert _pack_counts((2**30, 2**30, 0, 0, 0, 0)) < 2**62  # deterministic and words: sum()'s C fast path

@@ -28,39 +28,54 @@ CONTEXTS = ("json", "html", "xml", "text")
 _REST = tokens.BODY_RE.pattern[len(b"[Qq]"):] + b"+"  # a candidate after its first letter
 
 
-# A run: candidates that follow each other with nothing but a space (after an optional sentence mark)
-# between them, the way the words scheme writes a phrase. The scan looks runs up whole.
-_RUN_SEP = rb"[.,!?;:]?[ ]"
-
-
-def _run_split(first: bytes) -> re.Pattern[bytes]:
-    """Runs whose candidates begin with ``first``, each run one group (so ``split`` keeps them).
-
-    The token's start condition (no letter or digit before it, unless an escape ends there: JSON
-    ``\\n``, URL ``%0A``) is checked right after the run's first letter, by lookbehinds that include
-    that letter: the pattern still begins with a literal, which keeps the regex engine's fast search,
-    and a "qx..." glued to a word starts no run (no Python-level check). Later candidates of a run
-    follow a space, so theirs holds.
-    """
+def _started(first: bytes) -> bytes:
+    """A candidate's first letter with the token's start condition (no letter or digit before it,
+    unless an escape ends there: JSON ``\\n``, URL ``%0A``), checked right after that letter by
+    lookbehinds that include it: the pattern still begins with a literal, which keeps the regex
+    engine's fast search, and a "qx..." glued to a word is no candidate (no Python-level check)."""
     after = [b"(?<![A-Za-z0-9]" + first + b")"]
     after += [b"(?<=" + e.encode() + first + b")" for e in tokens.ESCAPE_END[3:-1].split("|")]
-    started = first + b"(?:" + b"|".join(after) + b")" + _REST
-    return re.compile(b"(" + started + b"(?:" + _RUN_SEP + first + _REST + b")*+)")
+    return first + b"(?:" + b"|".join(after) + b")"
 
 
-_RUN_SPLIT = _run_split(b"[Qq]")
-_RUN_SPLIT_LOWER_Q = _run_split(b"q")  # text without "QX", "Qx"
-# The candidates of one run (its start condition already checked), each one group.
-_CAND_SPLIT = re.compile(b"([Qq]" + _REST + b")")
-_CAND_SPLIT_LOWER_Q = re.compile(b"(q" + _REST + b")")
-_FIRST = operator.itemgetter(0)
-_SECOND = operator.itemgetter(1)
-_COUNT_ORDER = b"adwe"  # a run's counts: revealed per scheme letter in this order, then truncated, invalid
-# A run's six counts travel packed into one int, 32 bits each (a body of at most 32 MiB holds far
-# fewer than 2**32 tokens), so that a body's totals are one ``sum`` in C over its runs.
-_COUNT_BITS = 32
+# A segment: from a token's start to the next byte that ends a string or text node in the body's
+# context (JSON's quote, markup's "<", a line in text), which no token holds: a subject,
+# a JSON value of word tokens, a paragraph. The scan looks segments up whole. Within one, the bytes
+# after its first candidate match a single negated byte, which the regex engine checks several
+# times faster than the token's letter class (counted in instructions).
+SEGMENT_END = {"json": ord('"'), "html": ord("<"), "xml": ord("<"), "text": ord("\n")}
+
+
+def _segment_split(first: bytes, end: int) -> re.Pattern[bytes]:
+    """Segments whose first candidate begins with ``first``, each one group (so ``split`` keeps them)."""
+    return re.compile(b"(" + _started(first) + b"[Xx][AaDdWwEe][^" + re.escape(bytes([end])) + b"]*+)")
+
+
+# per (end byte, whether segments may start with "QX" or "Qx"): if not, a literal "q" starts the pattern
+_SEGMENT_SPLIT = {(end, upper): _segment_split(b"[Qq]" if upper else b"q", end)
+                  for end in set(SEGMENT_END.values()) for upper in (False, True)}
+
+
+def split_segments_python(data: bytes, end: int) -> list[bytes]:
+    """Text, segment, text, ..., text. The gateway writes "qx" in lower case; an upper-case "Q"
+    appears only where the SaaS changed the case. Without one, a literal "q" lets the regex engine
+    skip text fast."""
+    return _SEGMENT_SPLIT[end, _has_upper_q(data)].split(data)
+
+
+try:  # the same split in C, built at install where a compiler was at hand (tests hold them equal)
+    from ._segments import split as split_segments
+except ImportError:  # pragma: no cover - depends on the build
+    split_segments = split_segments_python
+# The candidates of one segment, each one group: the token grammar, its start condition included.
+_CAND_SPLIT = re.compile(b"(" + _started(b"[Qq]") + _REST + b")")
+_COUNT_ORDER = b"dwae"  # a segment's counts: revealed per scheme letter in this order, then truncated, invalid
+# A segment's six counts travel packed into one int, 31 bits each (no field carries into the next
+# below 2**31 candidates per body, far beyond any body limit), so that a body's totals are one
+# ``sum`` in C over its segments. Deterministic and word tokens come first: a segment of only those
+# (the ones cached) packs below 2**62, and ``sum`` adds such ints in C without allocating.
+_COUNT_BITS = 31
 _COUNT_MASK = (1 << _COUNT_BITS) - 1
-_UNCACHEABLE_RUN = re.compile(rb"(?:\A|[ ])[Qq][Xx][AaEe]")  # aead (unique) or e-mail (its outcome depends on what follows)
 _UPPER_Q = re.compile(rb"Q[Xx]")
 _UPPER_Q_SHIFT = 10  # "Q"s looked at one by one: one per 2**10 bytes of body, then the regex
 _X = (b"X", b"x")
@@ -71,12 +86,24 @@ _B32_LABEL = re.compile(rb"[A-Za-z2-7]+")
 _CACHED = frozenset("dwe")  # deterministic schemes repeat: their plaintexts are worth caching
 
 
+class _SegmentCache(dict):  # type: ignore[type-arg]
+    """Segment -> revealed bytes or packed counts; one not in it reads as None, so that one
+    ``operator.itemgetter`` call looks up every segment of a body (in C, a third cheaper than a
+    ``map`` of ``dict.get``)."""
+
+    __slots__ = ()
+
+    def __missing__(self, key: bytes) -> None:
+        return None
+
+
 def _pack_counts(counts: Sequence[int]) -> int:
     return sum(n << (_COUNT_BITS * k) for k, n in enumerate(counts))
 
 
 def _unpack_counts(packed: int) -> list[int]:
-    return [(packed >> (_COUNT_BITS * k)) & _COUNT_MASK for k in range(6)]
+    b, m = _COUNT_BITS, _COUNT_MASK
+    return [packed & m, packed >> b & m, packed >> 2 * b & m, packed >> 3 * b & m, packed >> 4 * b & m, packed >> 5 * b]
 
 
 def context_for(content_type: str | None) -> str | None:
@@ -135,23 +162,23 @@ class Revealer:
     """Scans bytes for tokens. Keeps bounded in-memory caches of deterministic plaintexts.
 
     Caches (memory only, dropped when the key ring changes): escaped plaintext per deterministic
-    token, the outcome of candidates left as they are, and the revealed bytes of whole runs of
-    deterministic tokens (a phrase of word tokens: a subject, a sentence), bounded in entries and in
-    bytes (``run_cache_bytes``).
+    token, the outcome of candidates left as they are, and the revealed bytes of whole segments
+    without aead tokens (a subject, a JSON value of word tokens, a paragraph), bounded in entries and
+    in bytes (``segment_cache_bytes``).
     """
 
     SCHEME_NAMES = {"a": "aead", "d": "deterministic", "w": "words", "e": "email"}
-    RUN_MAX = 16 * 1024  # longer runs are not cached whole (their tokens still are)
+    SEGMENT_MAX = 16 * 1024  # longer segments are not cached whole (their tokens still are)
 
-    def __init__(self, ring: KeyRing, *, cache_size: int = 100_000, run_cache_bytes: int = 16 * 1024 * 1024):
+    def __init__(self, ring: KeyRing, *, cache_size: int = 100_000, segment_cache_bytes: int = 16 * 1024 * 1024):
         self.ring = ring
         self.cache_size = cache_size
-        self.run_cache_bytes = run_cache_bytes
+        self.segment_cache_bytes = segment_cache_bytes
         self._cache: dict[str, tuple[str, int]] = {}
         self._escaped: dict[tuple[str, str], dict[bytes, bytes]] = {}
         self._skip: dict[bytes, int] = {}  # candidates left as they are, and why
-        self._runs: dict[tuple[str, str], dict[bytes, tuple[bytes, int]]] = {}
-        self._run_bytes = 0
+        self._segments: dict[tuple[str, str], tuple[_SegmentCache, _SegmentCache]] = {}
+        self._segment_bytes = 0
         self._generation = ring.generation
 
     def set_ring(self, ring: KeyRing) -> None:
@@ -162,8 +189,8 @@ class Revealer:
         self._cache.clear()
         self._escaped.clear()
         self._skip.clear()
-        self._runs.clear()
-        self._run_bytes = 0
+        self._segments.clear()
+        self._segment_bytes = 0
         self._generation = self.ring.generation
 
     def token(self, text: str) -> tuple[str, int]:
@@ -185,29 +212,29 @@ class Revealer:
     def scan(self, data: bytes, context: str, charset: str = "utf-8") -> tuple[bytes | None, RevealStats]:
         """Reveal every tagged token in ``data``. Returns (new bytes or None if unchanged, stats).
 
-        Hot path, per body: one regex split in C into text and runs of candidates (the token grammar
-        with its start condition), one dict look-up per run: a run of deterministic tokens seen
-        before (same bytes, same context) maps to its revealed bytes and counts. Python-level work
-        happens only for runs not seen before, token by token (with a per-token cache).
+        Hot path, per body: one regex split in C into text and segments (from a candidate that meets
+        the start condition to the end of its string or text node), one dict look-up per segment: a
+        segment seen before (same bytes, same context) maps to its revealed bytes and counts.
+        Python-level work happens only for segments not seen before, token by token (with a
+        per-token cache).
         """
         stats = RevealStats()
-        # The gateway writes "qx" in lower case; an upper-case "Q" appears only where the SaaS changed
-        # the case. Without one, a literal "q" lets the regex engine skip text fast. Every pass over
-        # the body counts here: one search, one split, one join.
-        upper = _has_upper_q(data)
         if self.ring.generation != self._generation:
             self._clear()
-        parts = (_RUN_SPLIT if upper else _RUN_SPLIT_LOWER_Q).split(data)  # text, run, text, run, ..., text
+        parts = split_segments(data, SEGMENT_END[context])  # text, segment, text, ..., text
         if len(parts) == 1:
             return None, stats
-        key = (context, charset)
-        runs = self._runs.get(key)
-        if runs is None:
-            runs = self._runs[key] = {}
-        hits = list(map(runs.get, parts[1::2]))
-        if None in hits:
-            self._misses(parts, hits, runs, upper, context, charset)
-        totals = _unpack_counts(sum(map(_SECOND, hits)))
+        segments = parts[1::2]
+        look = operator.itemgetter(*segments)  # one C call per cache for every segment
+        revealed, counts = self._segment_caches(context, charset)
+        news = look(revealed)
+        if len(segments) == 1:
+            news = (news,)
+        if not all(news):  # None: not cached (or an empty plaintext, which the slow path handles alike)
+            news, packed = self._misses(segments, news, context, charset)
+        else:
+            packed = look(counts) if len(segments) == 1 else sum(look(counts))
+        totals = _unpack_counts(packed)
         for ch, n in zip(_COUNT_ORDER, totals):
             if n:
                 stats.by_scheme[self.SCHEME_NAMES[chr(ch)]] = n
@@ -215,40 +242,51 @@ class Revealer:
         stats.truncated, stats.invalid = totals[4], totals[5]
         if not stats.revealed:
             return None, stats
-        parts[1::2] = map(_FIRST, hits)
+        parts[1::2] = news
         return b"".join(parts), stats
 
-    def _misses(self, parts: list[bytes], hits: list[Any], runs: dict[bytes, Any],
-                upper: bool, context: str, charset: str) -> None:
-        """Runs not in the cache: token by token, in order (an e-mail token takes the domain from the
-        text after its run). Fills ``hits``; caches what may be cached."""
-        split = _CAND_SPLIT if upper else _CAND_SPLIT_LOWER_Q
-        for i, hit in enumerate(hits):
-            if hit is not None:
+    def _segment_caches(self, context: str, charset: str) -> tuple[_SegmentCache, _SegmentCache]:
+        """The revealed bytes and the packed counts of the segments seen in this context and charset."""
+        caches = self._segments.get((context, charset))
+        if caches is None:
+            caches = self._segments[(context, charset)] = (_SegmentCache(), _SegmentCache())
+        return caches
+
+    def _misses(self, segments: list[bytes], news: tuple[bytes | None, ...], context: str,
+                charset: str) -> tuple[list[bytes], int]:
+        """Some segments are not in the cache: those token by token, in order (an e-mail token takes
+        its domain from the text after it, which ends in the same segment). Returns every segment's
+        revealed bytes and the packed counts of all; caches segments without aead tokens (each of
+        those is unique: caching it would only push others out)."""
+        revealed, counts = self._segment_caches(context, charset)
+        out, total = [], 0
+        for segment, new in zip(segments, news):
+            if new is not None:
+                out.append(new)
+                total += counts[segment]
                 continue
-            j = 2 * i + 1
-            run = parts[j]
-            sub = split.split(run)  # "", candidate, separator, ..., candidate, ""
-            sub[0] = parts[j - 1]  # the text around the run: an e-mail's domain is in the one after it
-            sub[-1] = parts[j + 1]
-            counts = self._tokens(sub, context, charset)
-            parts[j + 1] = sub[-1]
-            new = b"".join(sub[1:-1])
-            hits[i] = (new, counts)
-            if len(run) > self.RUN_MAX or _UNCACHEABLE_RUN.search(run):
+            sub = _CAND_SPLIT.split(segment)  # text, candidate, text, ..., text
+            packed = self._tokens(sub, context, charset)
+            new = b"".join(sub)
+            out.append(new)
+            total += packed
+            if len(segment) > self.SEGMENT_MAX or packed >> 2 * _COUNT_BITS & _COUNT_MASK:  # aead
                 continue
-            size = len(run) + len(new)
-            if self._run_bytes + size > self.run_cache_bytes or len(runs) >= self.cache_size:
-                for cache in self._runs.values():
-                    cache.clear()
-                self._run_bytes = 0
-            runs[run] = (new, counts)
-            self._run_bytes += size
+            size = len(segment) + len(new)
+            if self._segment_bytes + size > self.segment_cache_bytes or len(revealed) >= self.cache_size:
+                for caches in self._segments.values():
+                    for cache in caches:
+                        cache.clear()
+                self._segment_bytes = 0
+            revealed[segment] = new
+            counts[segment] = packed
+            self._segment_bytes += size
+        return out, total
 
     def _tokens(self, parts: list[bytes], context: str, charset: str) -> int:
         """Reveal the candidates of ``parts`` (text, candidate, text, ...) in place, one by one.
 
-        Returns the counts, packed (``_pack_counts``): revealed per scheme letter (a, d, w, e),
+        Returns the counts, packed (``_pack_counts``): revealed per scheme letter (d, w, a, e),
         truncated, invalid.
         """
         stats = RevealStats()
