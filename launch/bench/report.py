@@ -46,7 +46,12 @@ def machine() -> dict:
         time.sleep(0)
     syscall_us = (time.perf_counter() - t) / 200 * 1e6
     from importlib.metadata import version
+    from importlib.util import find_spec
 
+    try:  # the gateway's reveal scan splits in C where the install built cloakgate.core._segments
+        split = "C" if find_spec("cloakgate.core._segments") else "pure Python (the C module was not built)"
+    except ImportError:
+        split = "?"
     return {
         "cpu": model,
         "cores": os.cpu_count(),
@@ -57,6 +62,7 @@ def machine() -> dict:
         "mitmproxy": version("mitmproxy"),
         "cryptography": version("cryptography"),
         "sleep0_us": round(syscall_us, 1),
+        "segment_split": split,
     }
 
 
@@ -217,7 +223,7 @@ def markdown(res: dict, png_name: str = "latency.png") -> str:
     L.append(
         f"Machine: {mc['cpu']}, {mc['cores']} cores, {mc['memory']}, {mc['virtualization']}, Linux "
         f"{mc['kernel']}; Python {mc['python']}, mitmproxy {mc['mitmproxy']}, cryptography "
-        f"{mc['cryptography']}. "
+        f"{mc['cryptography']}; the reveal scan's segment split in {mc.get('segment_split', '?')}. "
         f"A `sleep(0)` system call takes {mc['sleep0_us']} µs here. {m['pinning']}"
     )
     L.append("")
