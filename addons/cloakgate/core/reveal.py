@@ -69,7 +69,7 @@ except ImportError:  # pragma: no cover - depends on the build
     split_segments = split_segments_python
 # The candidates of one segment, each one group: the token grammar, its start condition included.
 _CAND_SPLIT = re.compile(b"(" + _started(b"[Qq]") + _REST + b")")
-_COUNT_ORDER = b"dwae"  # a segment's counts: revealed per scheme letter in this order, then truncated, invalid
+_COUNT_ORDER = b"dwae"  # a segment's counts: revealed per scheme letter in this order, truncated, invalid
 # A segment's six counts travel packed into one int, 31 bits each (no field carries into the next
 # below 2**31 candidates per body, far beyond any body limit), so that a body's totals are one
 # ``sum`` in C over its segments. Deterministic and word tokens come first: a segment of only those
@@ -103,7 +103,8 @@ def _pack_counts(counts: Sequence[int]) -> int:
 
 def _unpack_counts(packed: int) -> list[int]:
     b, m = _COUNT_BITS, _COUNT_MASK
-    return [packed & m, packed >> b & m, packed >> 2 * b & m, packed >> 3 * b & m, packed >> 4 * b & m, packed >> 5 * b]
+    return [packed & m, packed >> b & m, packed >> 2 * b & m, packed >> 3 * b & m, packed >> 4 * b & m,
+            packed >> 5 * b]
 
 
 def context_for(content_type: str | None) -> str | None:
@@ -170,7 +171,8 @@ class Revealer:
     SCHEME_NAMES = {"a": "aead", "d": "deterministic", "w": "words", "e": "email"}
     SEGMENT_MAX = 16 * 1024  # longer segments are not cached whole (their tokens still are)
 
-    def __init__(self, ring: KeyRing, *, cache_size: int = 100_000, segment_cache_bytes: int = 16 * 1024 * 1024):
+    def __init__(self, ring: KeyRing, *, cache_size: int = 100_000,
+                 segment_cache_bytes: int = 16 * 1024 * 1024):
         self.ring = ring
         self.cache_size = cache_size
         self.segment_cache_bytes = segment_cache_bytes
