@@ -103,23 +103,28 @@ PIECES = st.sampled_from([word("Hello world"), det("Dana"), aead("x"), det("Eve"
                           "Qx", "é"])
 
 
-SPLITS = [reveal.split_segments_python]
+IMPLS = [(reveal.split_segments_python, reveal.substitute_python)]
 if reveal.split_segments is not reveal.split_segments_python:
-    SPLITS.append(reveal.split_segments)  # the C module, where the install built it
+    IMPLS.append((reveal.split_segments, reveal.substitute))  # the C module, where the install built it
 
 
-@given(st.lists(PIECES, max_size=12), st.sampled_from(["json", "html", "text"]), st.sampled_from(SPLITS))
+@given(st.lists(PIECES, max_size=12), st.sampled_from(["json", "html", "text"]), st.sampled_from(IMPLS))
 @settings(max_examples=600, deadline=None)
-def test_property_scan_equals_the_grammar(pieces, context, split):
+def test_property_scan_equals_the_grammar(pieces, context, impl):
     body = "".join(pieces).encode()
     r = Revealer(RING)
     seen = []
-    with mock.patch.object(reveal, "split_segments", split):
+    split, substitute = impl
+    with mock.patch.object(reveal, "split_segments", split), mock.patch.object(reveal, "substitute", substitute):
         for _ in range(3):  # cold, then warm (token caches), then warm (segment cache)
             new, stats = r.scan(body, context)
             assert (new if new is not None else body) == reference(body, context)
             seen.append((stats.revealed, stats.truncated, stats.invalid, dict(stats.by_scheme)))
     assert seen[0] == seen[1] == seen[2]
+
+
+def _c_module():
+    return pytest.importorskip("cloakgate.core._segments", reason="the C module was not built here")
 
 
 # candidate heads in every case, escapes (whole, cut short, not hex), letters, digits, the end bytes
@@ -132,13 +137,13 @@ SPLIT_BYTES = st.lists(st.sampled_from([
 @given(SPLIT_BYTES, st.sampled_from(sorted(set(reveal.SEGMENT_END.values()))))
 @settings(max_examples=3000, deadline=None)
 def test_the_c_split_equals_the_python_split(pieces, end):
-    c_split = pytest.importorskip("cloakgate.core._segments", reason="the C module was not built here").split
+    c_split = _c_module().split
     data = b"".join(pieces)
     assert c_split(data, end) == reveal.split_segments_python(data, end)
 
 
 def test_the_c_split_refuses_what_is_not_bytes_and_one_byte():
-    c_split = pytest.importorskip("cloakgate.core._segments", reason="the C module was not built here").split
+    c_split = _c_module().split
     for args in ((bytearray(b"qxd"), 34), ("qxd", 34), (b"qxd",), (b"qxd", "x")):
         with pytest.raises(TypeError):
             c_split(*args)
@@ -149,17 +154,62 @@ def test_the_c_split_refuses_what_is_not_bytes_and_one_byte():
     assert c_split(b'a "qxdzz" qxa', 34) == [b'a "', b"qxdzz", b'" ', b"qxa", b""]
 
 
-def test_a_cached_run_glued_to_a_word_keeps_its_first_candidate():
+COUNTS = st.one_of(st.integers(0, 2**62), st.integers(2**61, 2**64 + 5), st.integers(0, 2**200))
+
+
+@given(SPLIT_BYTES, st.sampled_from(sorted(set(reveal.SEGMENT_END.values()))), st.booleans(), st.data())
+@settings(max_examples=2000, deadline=None)
+def test_the_c_substitute_equals_the_python_one(pieces, end, complete, data):
+    """Caches holding every segment (the hot path: same bytes and the same sum of counts, also past
+    64 bits) or not every one (None: a segment missing from either cache or revealed to empty bytes)."""
+    c_substitute = _c_module().substitute
+    body = b"".join(pieces)
+    revealed, counts = reveal._SegmentCache(), reveal._SegmentCache()
+    kinds = ["hit"] if complete else ["hit", "hit", "miss", "empty", "no count"]
+    for segment in reveal.split_segments_python(body, end)[1::2]:
+        kind = data.draw(st.sampled_from(kinds))
+        if kind != "miss":
+            revealed[segment] = b"" if kind == "empty" else data.draw(st.binary(min_size=1, max_size=6))
+        if kind in ("hit", "empty"):
+            counts[segment] = data.draw(COUNTS)
+    got = c_substitute(body, end, revealed, counts)
+    assert got == reveal.substitute_python(body, end, revealed, counts)
+    if complete:
+        assert got is not None
+
+
+def test_the_c_substitute_on_many_segments_and_bad_arguments():
+    c_substitute = _c_module().substitute
+    segments = [b"qxd%03d" % i for i in range(300)]  # more than the C function's first array holds
+    body = b"\n".join(segments)
+    revealed, counts = reveal._SegmentCache(), reveal._SegmentCache()
+    for i, segment in enumerate(segments):
+        revealed[segment], counts[segment] = b"v%d" % i, 2**62 - 1
+    new, total = c_substitute(body, 10, revealed, counts)
+    assert new == b"\n".join(b"v%d" % i for i in range(300)) and total == 300 * (2**62 - 1)
+    assert c_substitute(b"no segment", 10, revealed, counts) == (b"no segment", 0)
+    for args in ((body, 10, revealed), (bytearray(body), 10, revealed, counts), (body, 10, [], counts),
+                 (body, 10, revealed, None)):
+        with pytest.raises(TypeError):
+            c_substitute(*args)
+    with pytest.raises(ValueError):
+        c_substitute(body, 300, revealed, counts)
+    counts[segments[0]] = "not an int"
+    with pytest.raises(TypeError):
+        c_substitute(body, 10, revealed, counts)
+
+
+def test_a_cached_segment_glued_to_a_word_keeps_its_first_candidate():
     r = Revealer(RING)
-    run = f"{word('Quarterly report')}. {det('Dana')}"
-    assert r.scan(f"<p>{run}</p>".encode(), "html")[0] == b"<p>Quarterly report. Dana</p>"  # cached whole now
-    new, stats = r.scan(f"<p>x{run}</p>".encode(), "html")
-    assert new == reference(f"<p>x{run}</p>".encode(), "html") and stats.revealed == 2
+    segment = f"{word('Quarterly report')}. {det('Dana')}"
+    assert r.scan(f"<p>{segment}</p>".encode(), "html")[0] == b"<p>Quarterly report. Dana</p>"  # cached whole now
+    new, stats = r.scan(f"<p>x{segment}</p>".encode(), "html")
+    assert new == reference(f"<p>x{segment}</p>".encode(), "html") and stats.revealed == 2
     assert new.startswith(b"<p>x" + word("Quarterly").encode() + b" report. Dana")
-    assert r.scan(f"<p>{run}</p>".encode(), "html")[0] == b"<p>Quarterly report. Dana</p>"  # cache unharmed
+    assert r.scan(f"<p>{segment}</p>".encode(), "html")[0] == b"<p>Quarterly report. Dana</p>"  # cache unharmed
 
 
-def test_email_tokens_in_runs_take_their_domain_every_time():
+def test_email_tokens_in_segments_take_their_domain_every_time():
     e = schemes.Email(domain="p.example.com")
     long_addr = e.protect("zaphod.canary.beeblebrox@heartofgold.example", KEY, RING, os.urandom)
     short = e.protect("Jane.Doe@Example.com", KEY, RING, os.urandom)

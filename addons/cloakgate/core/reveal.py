@@ -63,10 +63,28 @@ def split_segments_python(data: bytes, end: int) -> list[bytes]:
     return _SEGMENT_SPLIT[end, _has_upper_q(data)].split(data)
 
 
-try:  # the same split in C, built at install where a compiler was at hand (tests hold them equal)
-    from ._segments import split as split_segments
+def substitute_python(data: bytes, end: int, revealed: _SegmentCache,
+                      counts: _SegmentCache) -> tuple[bytes, int] | None:
+    """The scan's hot path: ``data`` with every segment replaced by its revealed bytes, and the sum of
+    the segments' packed counts; None if a segment is not cached (or reveals to empty bytes)."""
+    parts = split_segments_python(data, end)
+    if len(parts) == 1:
+        return data, 0
+    segments = parts[1::2]
+    look = operator.itemgetter(*segments)  # one C call per cache for every segment
+    news, packed = look(revealed), look(counts)
+    if len(segments) == 1:
+        news, packed = (news,), (packed,)
+    if not all(news) or None in packed:
+        return None
+    parts[1::2] = news
+    return b"".join(parts), sum(packed)
+
+
+try:  # the same in C, built at install where a compiler was at hand (tests hold them equal)
+    from ._segments import split as split_segments, substitute
 except ImportError:  # pragma: no cover - depends on the build
-    split_segments = split_segments_python
+    split_segments, substitute = split_segments_python, substitute_python
 # The candidates of one segment, each one group: the token grammar, its start condition included.
 _CAND_SPLIT = re.compile(b"(" + _started(b"[Qq]") + _REST + b")")
 _COUNT_ORDER = b"dwae"  # a segment's counts: revealed per scheme letter in this order, truncated, invalid
@@ -214,28 +232,27 @@ class Revealer:
     def scan(self, data: bytes, context: str, charset: str = "utf-8") -> tuple[bytes | None, RevealStats]:
         """Reveal every tagged token in ``data``. Returns (new bytes or None if unchanged, stats).
 
-        Hot path, per body: one regex split in C into text and segments (from a candidate that meets
-        the start condition to the end of its string or text node), one dict look-up per segment: a
+        Hot path, per body: one call in C (``substitute``) finds the segments (from a candidate that
+        meets the start condition to the end of its string or text node) and looks each up: a
         segment seen before (same bytes, same context) maps to its revealed bytes and counts.
-        Python-level work happens only for segments not seen before, token by token (with a
-        per-token cache).
+        Python-level work happens only for a body with a segment not seen before: split, then those
+        segments token by token (with a per-token cache).
         """
         stats = RevealStats()
         if self.ring.generation != self._generation:
             self._clear()
-        parts = split_segments(data, SEGMENT_END[context])  # text, segment, text, ..., text
-        if len(parts) == 1:
-            return None, stats
-        segments = parts[1::2]
-        look = operator.itemgetter(*segments)  # one C call per cache for every segment
+        end = SEGMENT_END[context]
         revealed, counts = self._segment_caches(context, charset)
-        news = look(revealed)
-        if len(segments) == 1:
-            news = (news,)
-        if not all(news):  # None: not cached (or an empty plaintext, which the slow path handles alike)
+        hit = substitute(data, end, revealed, counts)  # every segment seen before: one call in C
+        if hit is None:
+            parts = split_segments(data, end)  # text, segment, text, ..., text
+            segments = parts[1::2]
+            news = tuple(map(revealed.get, segments))
             news, packed = self._misses(segments, news, context, charset)
+            parts[1::2] = news
+            new = b"".join(parts)
         else:
-            packed = look(counts) if len(segments) == 1 else sum(look(counts))
+            new, packed = hit
         totals = _unpack_counts(packed)
         for ch, n in zip(_COUNT_ORDER, totals):
             if n:
@@ -244,8 +261,7 @@ class Revealer:
         stats.truncated, stats.invalid = totals[4], totals[5]
         if not stats.revealed:
             return None, stats
-        parts[1::2] = news
-        return b"".join(parts), stats
+        return new, stats
 
     def _segment_caches(self, context: str, charset: str) -> tuple[_SegmentCache, _SegmentCache]:
         """The revealed bytes and the packed counts of the segments seen in this context and charset."""
