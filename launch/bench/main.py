@@ -841,7 +841,7 @@ def instructions(rig: Rig, out: Path) -> dict:
     vg, how = procs.ensure_package("valgrind", ins.valgrind_path, allow_install=allow)
     if vg is None:
         return {"reason": how}
-    spec = ins.Spec(warmup=2.0, warmup_requests=8, duration=4.0) if a.mode == "smoke" else ins.Spec()
+    spec = ins.Spec(warmup=2.0, warmup_requests=8, duration=4.0, idle_max=10.0) if a.mode == "smoke" else ins.Spec()
     rows = []
     for wl in a.workload_list:
         for cfg in ("passthrough", "gateway"):

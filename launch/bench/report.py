@@ -462,11 +462,11 @@ def instructions_section(got: dict) -> list[str]:
     if got.get("reason"):
         return L + [f"Not counted: {got['reason']}."]
     L += [
-        f"Each proxy alone under callgrind, {got['load']}; instructions per request = the total counted / "
-        "requests completed (repeatable to about 1 %, where throughput moves by several percent; the "
-        "connections' set-up is spread over the requests of each count). The "
-        "gateway's per-second timers (rules watcher, key refresh) are off here. passthrough / gateway is "
-        "the share of its throughput a CPU-bound proxy keeps with the gateway.",
+        f"Each proxy alone under callgrind, {got['load']}; instructions per request = (the total counted "
+        "- the proxy's idle count over as many seconds, taken just before the load once its start-up work "
+        "had ended) / requests completed (the connections' set-up is spread over the requests of each "
+        "count; counts of the same code repeat to a few percent). The gateway's per-second timers (rules watcher, key refresh) are off here. passthrough / "
+        "gateway is the share of its throughput a CPU-bound proxy keeps with the gateway.",
         "",
         "| workload | passthrough instructions/req | gateway instructions/req | added "
         "| passthrough / gateway |",
@@ -475,6 +475,11 @@ def instructions_section(got: dict) -> list[str]:
     for wl, r in got.get("ratios", {}).items():
         L.append(f"| {wl} | {r['passthrough']:,.0f} | {r['gateway']:,.0f} | {r['added']:+,.0f} "
                  f"({r['added_pct']:+.1f} %) | {r['ratio']:.3f} |")
+    idle = [f"{r['workload']} {r['config']} {r['idle_per_s'] / 1e3:,.0f} K/s ({r['idle_per_request'] / 1e3:,.1f} K "
+            f"per request{'' if r['idle_settled'] else ', NOT settled: start-up work was still running'})"
+            for r in got.get("rows", []) if "idle_per_s" in r]
+    if idle:
+        L += ["", "Idle counts subtracted: " + "; ".join(idle) + "."]
     errors = [f"{r['workload']} {r['config']}: {r['error']}" for r in got.get("rows", []) if r.get("error")]
     if errors:
         L += [""] + [f"- not counted: {e}" for e in errors]

@@ -118,5 +118,6 @@ def test_instruction_counts_under_callgrind(tmp_path: Path) -> None:
     assert all(r.get("requests", 0) > 0 and r["per_request"] > 1e6 and r["warmup_requests"] >= 8
                for r in got["rows"]), got["rows"]
     assert 0 < got["ratios"]["light"]["ratio"] < 1.5
+    assert all(0 <= r["idle_per_s"] and r["per_request"] <= r["raw_per_request"] for r in got["rows"]), got["rows"]
     md = (tmp_path / "results.md").read_text()
     assert "## Counted in instructions (`--instructions`, valgrind's callgrind)" in md

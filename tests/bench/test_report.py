@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "launch" / "bench"))
 
@@ -66,6 +69,11 @@ def test_instruction_counts_become_ratios_and_a_table():
     md = report.instructions_section({"rows": rows, "ratios": r, "load": "closed loop"})
     assert "| light | 8,700,000 | 9,400,000 | +700,000 (+8.0 %) | 0.926 |" in md
     assert "- not counted: list gateway: callgrind wrote no dump with a total" in md
+    rows[0].update(idle_per_s=120_000.0, idle_per_request=20_000.0, idle_settled=True)
+    rows[1].update(idle_per_s=9e6, idle_per_request=1.5e6, idle_settled=False)
+    md = report.instructions_section({"rows": rows, "ratios": r, "load": "closed loop"})
+    assert ("Idle counts subtracted: light passthrough 120 K/s (20.0 K per request); light gateway 9,000 K/s "
+            "(1,500.0 K per request, NOT settled: start-up work was still running).") in md
     assert report.instructions_section({"reason": "valgrind is not installed"})[-1] == (
         "Not counted: valgrind is not installed.")
     sweep = [{"config": c, "workload": "light", "sustainable": s}
@@ -73,3 +81,48 @@ def test_instruction_counts_become_ratios_and_a_table():
     res = {"meta": {"params": {"rate": 100, "workloads": []}}, "instructions": {"ratios": r}, "sweep": sweep}
     (t,) = [t for t in report.targets(res) if "light" in t["target"]]
     assert t["measured"].endswith("; instructions per request 0.926 x") and t["met"] is True
+
+
+def test_instruction_counts_wait_for_start_up_work_and_subtract_the_idle_rate(monkeypatch, tmp_path):
+    """The idle count is taken window by window until one is quiet; the load's count loses that
+    rate times its seconds, so per-second timers do not weigh on a slower proxy's requests."""
+    import instructions
+    import loadgen
+
+    windows = iter([3e9, 1e9, 0.2e6])  # start-up work, then quiet
+    calls = []
+    monkeypatch.setattr(instructions, "_control", lambda pid, *a: calls.append(a))
+    dumps = {}
+
+    def dumped(out_file, n, timeout=30.0):
+        if n not in dumps:
+            dumps[n] = next(windows, None)
+        return dumps[n]
+
+    monkeypatch.setattr(instructions, "_dumped_total", dumped)
+    spec = instructions.Spec(warmup_requests=1, idle_window=0.01, idle_quiet=1e9, duration=0.0)
+    idle = instructions._idle(1, tmp_path / "cg.out", spec)
+    assert idle["dumps"] == 3 and idle["settled"] and idle["per_s"] < 1e9
+    assert calls == [("--dump",)] * 3
+
+    class Proc:
+        pid, port = 1, 1
+
+    class Result:
+        completed, errors, non2xx = 10, 0, 0
+
+    def load(*a, **k):
+        time.sleep(0.05)
+        return Result()
+
+    monkeypatch.setattr(loadgen, "run", load)
+    windows = iter([1e7, 5e9])  # quiet at once (about 1e9 per second); the load's dump
+    monkeypatch.setattr(instructions, "valgrind_path", lambda: "valgrind")
+    dumps.clear()
+    spec = instructions.Spec(warmup_requests=1, idle_window=0.01, idle_quiet=2e9, duration=0.0)
+    row = instructions.measure(lambda wrap: Proc(), lambda p: None, "light", tmp_path / "cg.out", spec, None)
+    assert row["raw_per_request"] == 5e8 and row["idle_settled"]
+    idle_total = row["idle_per_s"] * row["seconds"]
+    assert idle_total > 2e7  # 50 ms of about 1e9 per second
+    assert row["per_request"] == pytest.approx((5e9 - idle_total) / 10)
+    assert row["idle_per_request"] == pytest.approx(idle_total / 10)
