@@ -2,12 +2,12 @@
 
 Throughput on a shared 2-core machine moves by ±15 % from run to run; an instruction count by a
 few percent (the load's few connections are set up once per count, and their cost is spread over
-however many requests completed; a full garbage collection falls inside a count or not). Per workload, a passthrough mitmdump
-and a gateway run under callgrind with instrumentation off: start-up, then a warm-up load (every
-distinct request twice at least, so caches are in their steady state), then instrumentation on, a
-closed-loop load over a few connections, a dump. Instructions per request = (the dump's total - the
-proxy's idle count over as many seconds) / requests completed; the idle count is taken just before
-the load, once the proxy's start-up work has ended.
+however many requests completed; a full garbage collection falls inside a count or not). Per
+workload, a passthrough mitmdump and a gateway run under callgrind with instrumentation off:
+start-up, then a warm-up load (every distinct request twice at least, so caches are in their steady
+state), then instrumentation on, a closed-loop load over a few connections, a dump. Instructions
+per request = (the dump's total - the proxy's idle count over as many seconds) / requests
+completed; the idle count is taken just before the load, once the proxy's start-up work has ended.
 
 passthrough / gateway is then the share of its throughput a CPU-bound proxy keeps with the
 gateway: what the sustainable-rate ratio estimates, without the noise. Timers that run per second,
@@ -17,7 +17,6 @@ second holds fifty times fewer requests, so they would weigh fifty times too muc
 
 from __future__ import annotations
 
-import glob
 import re
 import shutil
 import subprocess
@@ -95,8 +94,9 @@ def _idle(pid: int, out_file: Path, spec: Spec) -> dict[str, Any]:
         if total is None:
             raise RuntimeError("callgrind wrote no dump with a total")
         waited += dt
-        if total / dt < spec.idle_quiet or waited >= spec.idle_max:
-            return {"per_s": total / dt, "waited_s": waited, "settled": total / dt < spec.idle_quiet, "dumps": n}
+        quiet = total / dt < spec.idle_quiet
+        if quiet or waited >= spec.idle_max:
+            return {"per_s": total / dt, "waited_s": waited, "settled": quiet, "dumps": n}
 
 
 def measure(

@@ -465,8 +465,9 @@ def instructions_section(got: dict) -> list[str]:
         f"Each proxy alone under callgrind, {got['load']}; instructions per request = (the total counted "
         "- the proxy's idle count over as many seconds, taken just before the load once its start-up work "
         "had ended) / requests completed (the connections' set-up is spread over the requests of each "
-        "count; counts of the same code repeat to a few percent). The gateway's per-second timers (rules watcher, key refresh) are off here. passthrough / "
-        "gateway is the share of its throughput a CPU-bound proxy keeps with the gateway.",
+        "count; counts of the same code repeat to a few percent). The gateway's per-second timers "
+        "(rules watcher, key refresh) are off here. passthrough / gateway is the share of its "
+        "throughput a CPU-bound proxy keeps with the gateway.",
         "",
         "| workload | passthrough instructions/req | gateway instructions/req | added "
         "| passthrough / gateway |",
@@ -475,8 +476,9 @@ def instructions_section(got: dict) -> list[str]:
     for wl, r in got.get("ratios", {}).items():
         L.append(f"| {wl} | {r['passthrough']:,.0f} | {r['gateway']:,.0f} | {r['added']:+,.0f} "
                  f"({r['added_pct']:+.1f} %) | {r['ratio']:.3f} |")
-    idle = [f"{r['workload']} {r['config']} {r['idle_per_s'] / 1e3:,.0f} K/s ({r['idle_per_request'] / 1e3:,.1f} K "
-            f"per request{'' if r['idle_settled'] else ', NOT settled: start-up work was still running'})"
+    idle = [f"{r['workload']} {r['config']} {r['idle_per_s'] / 1e3:,.0f} K/s "
+            f"({r['idle_per_request'] / 1e3:,.1f} K per request"
+            f"{'' if r['idle_settled'] else ', NOT settled: start-up work was still running'})"
             for r in got.get("rows", []) if "idle_per_s" in r]
     if idle:
         L += ["", "Idle counts subtracted: " + "; ".join(idle) + "."]

@@ -115,7 +115,8 @@ def test_property_scan_equals_the_grammar(pieces, context, impl):
     r = Revealer(RING)
     seen = []
     split, substitute = impl
-    with mock.patch.object(reveal, "split_segments", split), mock.patch.object(reveal, "substitute", substitute):
+    with mock.patch.object(reveal, "split_segments", split), \
+            mock.patch.object(reveal, "substitute", substitute):
         for _ in range(3):  # cold, then warm (token caches), then warm (segment cache)
             new, stats = r.scan(body, context)
             assert (new if new is not None else body) == reference(body, context)
@@ -202,11 +203,13 @@ def test_the_c_substitute_on_many_segments_and_bad_arguments():
 def test_a_cached_segment_glued_to_a_word_keeps_its_first_candidate():
     r = Revealer(RING)
     segment = f"{word('Quarterly report')}. {det('Dana')}"
-    assert r.scan(f"<p>{segment}</p>".encode(), "html")[0] == b"<p>Quarterly report. Dana</p>"  # cached whole now
+    # cached whole now
+    assert r.scan(f"<p>{segment}</p>".encode(), "html")[0] == b"<p>Quarterly report. Dana</p>"
     new, stats = r.scan(f"<p>x{segment}</p>".encode(), "html")
     assert new == reference(f"<p>x{segment}</p>".encode(), "html") and stats.revealed == 2
     assert new.startswith(b"<p>x" + word("Quarterly").encode() + b" report. Dana")
-    assert r.scan(f"<p>{segment}</p>".encode(), "html")[0] == b"<p>Quarterly report. Dana</p>"  # cache unharmed
+    # the cache unharmed
+    assert r.scan(f"<p>{segment}</p>".encode(), "html")[0] == b"<p>Quarterly report. Dana</p>"
 
 
 def test_email_tokens_in_segments_take_their_domain_every_time():

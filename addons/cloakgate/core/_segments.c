@@ -312,7 +312,8 @@ static PyModuleDef_Slot slots[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_segments", "The reveal scan's segment split and cached substitution, in C.", 0, methods, slots,
+    PyModuleDef_HEAD_INIT, "_segments", "The reveal scan's segment split and cached substitution, in C.", 0,
+    methods, slots,
 };
 
 PyMODINIT_FUNC PyInit__segments(void)
