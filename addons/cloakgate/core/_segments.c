@@ -212,7 +212,7 @@ static PyObject *substitute(PyObject *module, PyObject *const *args, Py_ssize_t 
     Py_ssize_t n_hits = 0, cap = 64, size = s.n, start, stop;
     unsigned long long small = 0;
     int missed = 0;
-    while (!missed && next_segment(&s, &start, &stop)) {
+    while (next_segment(&s, &start, &stop)) {
         PyObject *key = PyBytes_FromStringAndSize((const char *)s.d + start, stop - start);
         if (key == NULL)
             goto done;
@@ -305,9 +305,8 @@ static PyModuleDef_Slot slots[] = {
 #ifdef Py_mod_multiple_interpreters
     {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
 #endif
-#ifdef Py_mod_gil
-    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
-#endif
+    /* No Py_mod_gil slot: substitute holds borrowed references from dict look-ups, safe under the
+     * GIL only, so a free-threaded build keeps the GIL on for this module. */
     {0, NULL},
 };
 
