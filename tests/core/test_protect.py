@@ -128,6 +128,15 @@ def test_refusals(body, code):
     assert e.value.code == code
 
 
+def test_trailing_text_after_a_body_of_a_known_shape_is_refused():
+    # regression: an unterminated string after a body whose shape was seen before passed for that shape
+    assert b"Plan" not in protect("/notes", b'{"required": "r", "title": "Plan"}').body
+    for tail in (b'"Plan', b'"'):
+        with pytest.raises(CloakgateError) as e:
+            protect("/notes", b'{"required": "r", "title": "Plan"}' + tail)
+        assert e.value.code == "cloakgate.body.malformed_json"
+
+
 def test_skip_policy_passes_through_untouched():
     out = protect("/notes", b'{"required": "r", "opt_num": 7}')
     assert b'"opt_num": 7' in out.body

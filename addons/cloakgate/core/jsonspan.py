@@ -227,7 +227,9 @@ def shape(data: bytes, known: Container[bytes] = ()) -> Shape:
     else:
         keys = (k for k, gap in zip(parts[1::2], gaps[1:]) if gap.lstrip()[:1] == b":")
     key = joined + b"\x01" + b"\x00".join(keys)
-    if key not in known or not _strings_valid(text, parts):
+    # An odd number of quotes (an even number of parts) leaves the last string open: its gaps and keys
+    # may be those of a valid text all the same.
+    if key not in known or not len(parts) & 1 or not _strings_valid(text, parts):
         validate(data, offset)
     return Shape(key, parts, offset)
 
