@@ -55,6 +55,14 @@ PACK = parse_pack(textwrap.dedent("""\
             fields: [{json: "$.who", scheme: words}]
           - {query: q, grammar: kql, scheme: words}
           - {query: f, grammar: odata, scheme: words, properties: [subject]}
+      - name: search
+        methods: [GET]
+        path: /search
+        fields: [{query: q, scheme: words}]
+      - name: lookup
+        methods: [GET]
+        path: /lookup
+        fields: [{query: id, scheme: deterministic, on_missing: refuse}]
       - name: users
         methods: [GET]
         path: /users/{upn}
@@ -198,6 +206,26 @@ def test_query_fields_are_found_in_every_spelling(query):
 def test_query_without_selected_fields_is_untouched(query):
     out = protect(f"/hdr?{query}" if query else "/hdr", b"", headers=[("X-Data", "%7B%7D")])
     assert out.path is None
+
+
+@pytest.mark.parametrize("query", ["x=1&quiet=2", "q=Zaphod"])
+def test_read_route_fails_closed_without_a_key_whether_or_not_its_parameters_are_there(query):
+    with pytest.raises(KeyUnavailable):
+        protect(f"/search?{query}", method="GET", headers=[], ring=EmptyKeyRing())
+
+
+def test_read_route_protects_its_query_parameters_only_where_they_are():
+    out = protect("/search?x=1&quiet=2", method="GET", headers=[])
+    assert (out.route, out.path, out.kid, out.protected) == ("search", None, "abc", 0)
+    out = protect("/search?x=1&q=Zaphod", method="GET", headers=[])
+    assert "Zaphod" not in out.path and "&q=qxw" in out.path and out.protected == 1
+
+
+def test_read_route_refuses_a_missing_parameter_its_rule_requires():
+    with pytest.raises(CloakgateError) as e:
+        protect("/lookup?x=1", method="GET", headers=[])
+    assert e.value.code == "cloakgate.field.missing"
+    assert protect("/lookup?id=42", method="GET", headers=[]).path.startswith("/lookup?id=qxd")
 
 
 def test_malformed_query_is_refused_even_without_selected_fields():

@@ -63,6 +63,17 @@ _ODATA_CMP = re.compile(r"([A-Za-z_][\w/]*)(\s+(?:eq|ne)\s+)'((?:[^']|'')*)'", r
 _KQL_KEEP = re.compile(r"\b(?:AND|OR|NOT|NEAR)\b|\w+(?=:)|\w+")
 
 
+def _missing(rule: FieldRule) -> None:
+    if rule.on_missing == "refuse":
+        raise FieldError(f"selected field {rule.label} is absent", code="cloakgate.field.missing")
+
+
+def _absent_from(query: str, rules: Sequence[FieldRule]) -> bool:
+    """Whether none of the query parameters ``rules`` select can be in ``query``: plain ASCII without
+    escapes, and no selector's name anywhere in its text (a parameter absent from the text is absent)."""
+    return query.isascii() and "%" not in query and "+" not in query and not any(r.selector in query for r in rules)
+
+
 class _Run:
     """State of one protection run: the pack, its primary key, and what was done."""
 
@@ -77,8 +88,7 @@ class _Run:
     # --- one value -------------------------------------------------------------------------------
 
     def missing(self, rule: FieldRule) -> None:
-        if rule.on_missing == "refuse":
-            raise FieldError(f"selected field {rule.label} is absent", code="cloakgate.field.missing")
+        _missing(rule)
 
     def malformed(self, rule: FieldRule, code: str = "cloakgate.field.malformed") -> None:
         if rule.on_malformed == "refuse":
@@ -351,12 +361,17 @@ def protect_request(
     out = Outcome(pack.id, route.name)
     if not route.fields:
         return out
+    key = ring.primary(pack.id)  # a pack without a key fails closed on every route that selects fields
+    out.kid = key.kid
+    by_where = route.by_where
+    base, sep, query = path.partition("?")
+    if route.query_only and _absent_from(query, by_where["query"]):  # the common read: a GET without
+        for r in by_where["query"]:  # a selected parameter has nothing more to do
+            _missing(r)
+        return out
     if route.body_kind is not None or "header" in route.by_where:
         headers = tuple(headers)  # read several times below: an iterator would be empty the second time
-    key = ring.primary(pack.id)
-    out.kid = key.kid
     run = _Run(pack, route, key, ring, rand, out)
-    by_where = route.by_where
 
     kind = route.body_kind
     if kind is not None:
@@ -386,13 +401,12 @@ def protect_request(
         if new is not None:
             out.body = encoding.encode(new, encs) if encs else new
 
-    base, sep, query = path.partition("?")
     new_query = None
     if "query" in by_where:
         q_rules = by_where["query"]
-        if query.isascii() and "%" not in query and "+" not in query and not any(r.selector in query for r in q_rules):
-            for r in q_rules:  # plain ASCII without escapes: a field absent from the text is absent
-                run.missing(r)
+        if _absent_from(query, q_rules):
+            for r in q_rules:
+                _missing(r)
         else:
             q = run.form(query.encode("utf-8", "surrogateescape"), q_rules, "utf-8", query=True)
             if q is not None:

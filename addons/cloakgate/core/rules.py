@@ -173,6 +173,11 @@ class Route:
         return {k: tuple(v) for k, v in out.items()}
 
     @cached_property
+    def query_only(self) -> bool:
+        """Every field of the route is a query parameter (a read route, typically)."""
+        return self.by_where.keys() == {"query"}
+
+    @cached_property
     def json_selector(self) -> Selector:
         return json_selector(self.by_where.get("json", ()))
 
