@@ -103,9 +103,9 @@ PIECES = st.sampled_from([word("Hello world"), det("Dana"), aead("x"), det("Eve"
                           "Qx", "é"])
 
 
-IMPLS = [(reveal.split_segments_python, reveal.substitute_python)]
-if reveal.split_segments is not reveal.split_segments_python:
-    IMPLS.append((reveal.split_segments, reveal.substitute))  # the C module, where the install built it
+IMPLS = [(reveal.split_segments_python, reveal.substitute_python, reveal.SegmentTablePython)]
+if reveal.split_segments is not reveal.split_segments_python:  # the C module, where the install built it
+    IMPLS.append((reveal.split_segments, reveal.substitute, reveal.SegmentTable))
 
 
 @given(st.lists(PIECES, max_size=12), st.sampled_from(["json", "html", "text"]), st.sampled_from(IMPLS))
@@ -114,9 +114,9 @@ def test_property_scan_equals_the_grammar(pieces, context, impl):
     body = "".join(pieces).encode()
     r = Revealer(RING)
     seen = []
-    split, substitute = impl
+    split, substitute, table = impl
     with mock.patch.object(reveal, "split_segments", split), \
-            mock.patch.object(reveal, "substitute", substitute):
+            mock.patch.object(reveal, "substitute", substitute), mock.patch.object(reveal, "SegmentTable", table):
         for _ in range(3):  # cold, then warm (token caches), then warm (segment cache)
             new, stats = r.scan(body, context)
             assert (new if new is not None else body) == reference(body, context)
@@ -161,43 +161,98 @@ COUNTS = st.one_of(st.integers(0, 2**62), st.integers(2**61, 2**64 + 5), st.inte
 @given(SPLIT_BYTES, st.sampled_from(sorted(set(reveal.SEGMENT_END.values()))), st.booleans(), st.data())
 @settings(max_examples=2000, deadline=None)
 def test_the_c_substitute_equals_the_python_one(pieces, end, complete, data):
-    """Caches holding every segment (the hot path: same bytes and the same sum of counts, also past
-    64 bits) or not every one (None: a segment missing from either cache or revealed to empty bytes)."""
-    c_substitute = _c_module().substitute
+    """Tables holding every segment (the hot path: same bytes and the same sum of counts, also past
+    64 bits) or not every one (None: a segment missing from the table or revealed to empty bytes)."""
+    c = _c_module()
     body = b"".join(pieces)
-    revealed, counts = reveal._SegmentCache(), reveal._SegmentCache()
-    kinds = ["hit"] if complete else ["hit", "hit", "miss", "empty", "no count"]
+    c_table, py_table = c.Table(), reveal.SegmentTablePython()
+    kinds = ["hit"] if complete else ["hit", "hit", "miss", "empty"]
     for segment in reveal.split_segments_python(body, end)[1::2]:
         kind = data.draw(st.sampled_from(kinds))
         if kind != "miss":
-            revealed[segment] = b"" if kind == "empty" else data.draw(st.binary(min_size=1, max_size=6))
-        if kind in ("hit", "empty"):
-            counts[segment] = data.draw(COUNTS)
-    got = c_substitute(body, end, revealed, counts)
-    assert got == reveal.substitute_python(body, end, revealed, counts)
+            value = b"" if kind == "empty" else data.draw(st.binary(min_size=1, max_size=6))
+            counts = data.draw(COUNTS)
+            c_table.put(segment, value, counts)
+            py_table.put(segment, value, counts)
+    got = c.substitute(body, end, c_table)
+    assert got == reveal.substitute_python(body, end, py_table)
     if complete:
         assert got is not None
 
 
 def test_the_c_substitute_on_many_segments_and_bad_arguments():
-    c_substitute = _c_module().substitute
+    c = _c_module()
     segments = [b"qxd%03d" % i for i in range(300)]  # more than the C function's first array holds
     body = b"\n".join(segments)
-    revealed, counts = reveal._SegmentCache(), reveal._SegmentCache()
+    table = c.Table()
     for i, segment in enumerate(segments):
-        revealed[segment], counts[segment] = b"v%d" % i, 2**62 - 1
-    new, total = c_substitute(body, 10, revealed, counts)
+        table.put(segment, b"v%d" % i, 2**62 - 1)
+    new, total = c.substitute(body, 10, table)
     assert new == b"\n".join(b"v%d" % i for i in range(300)) and total == 300 * (2**62 - 1)
-    assert c_substitute(b"no segment", 10, revealed, counts) == (b"no segment", 0)
-    for args in ((body, 10, revealed), (bytearray(body), 10, revealed, counts), (body, 10, [], counts),
-                 (body, 10, revealed, None)):
+    assert c.substitute(b"no segment", 10, table) == (b"no segment", 0)
+    for args in ((body, 10), (bytearray(body), 10, table), (body, 10, {}), (body, 10, reveal.SegmentTablePython()),
+                 (body, 10, table, table)):
         with pytest.raises(TypeError):
-            c_substitute(*args)
+            c.substitute(*args)
     with pytest.raises(ValueError):
-        c_substitute(body, 300, revealed, counts)
-    counts[segments[0]] = "not an int"
+        c.substitute(body, 300, table)
+
+
+@given(st.lists(st.tuples(st.binary(max_size=40), st.binary(max_size=8), COUNTS), max_size=300),
+       st.lists(st.binary(max_size=40), max_size=20))
+@settings(max_examples=300, deadline=None)
+def test_the_c_table_behaves_as_the_python_one(puts, probes):
+    """Put (new segments, and again: the last value wins), get, len, clear: the same as a dict of
+    pairs, through the table's growth (64 slots at first, at most half of them used)."""
+    c = _c_module()
+    table, ref = c.Table(), reveal.SegmentTablePython()
+    for segment, value, counts in puts:
+        table.put(segment, value, counts)
+        ref.put(segment, value, counts)
+    assert len(table) == len(ref)
+    for segment in [p[0] for p in puts] + probes:
+        assert table.get(segment) == ref.get(segment)
+    table.clear()
+    assert len(table) == 0 and all(table.get(p[0]) is None for p in puts)
+    table.put(b"again", b"v", 1)
+    assert table.get(b"again") == (b"v", 1) and len(table) == 1
+
+
+def test_the_c_table_refuses_what_it_cannot_hold():
+    table = _c_module().Table()
+    for args in ((b"s", b"v"), ("s", b"v", 1), (b"s", "v", 1), (b"s", bytearray(b"v"), 1), (b"s", b"v", 1.0)):
+        with pytest.raises(TypeError):
+            table.put(*args)
+    for counts in (-1, -(2**70)):
+        with pytest.raises(ValueError):
+            table.put(b"s", b"v", counts)
     with pytest.raises(TypeError):
-        c_substitute(body, 10, revealed, counts)
+        table.get("s")
+    with pytest.raises(TypeError):
+        _c_module().Table(64)
+    assert len(table) == 0 and table.get(b"s") is None
+
+
+# SipHash-2-4 of the bytes 00 01 02 ... (n - 1) for n = 0 .. 15 under the key 00 01 ... 0f: the reference
+# vectors of the SipHash paper (Aumasson and Bernstein, 2012), every tail length, one and two blocks.
+SIPHASH24 = [
+    0x726FDB47DD0E0E31, 0x74F839C593DC67FD, 0x0D6C8009D9A94F5A, 0x85676696D7FB7E2D,
+    0xCF2794E0277187B7, 0x18765564CD99A68D, 0xCBC9466E58FEE3CE, 0xAB0200F58B01D137,
+    0x93F5F5799A932462, 0x9E0082DF0BA9E4B0, 0x7A5DBBC594DDB9F3, 0xF4B32F46226BADA7,
+    0x751E8FBC860EE5FB, 0x14EA5627C0843D90, 0xF723CA908E7AF2EE, 0xA129CA6149BE45E5,
+]
+
+
+def test_the_table_hash_is_siphash():
+    siphash = _c_module().siphash
+    key = bytes(range(16))
+    assert [siphash(key, bytes(range(n)), 2, 4) for n in range(16)] == SIPHASH24
+    assert siphash(key, b"", 1, 3) != SIPHASH24[0]  # the table's SipHash-1-3: the rounds count
+    for args in ((key[:15], b"", 2, 4), (key, "x", 2, 4), (key, b"", 2)):
+        with pytest.raises(TypeError):
+            siphash(*args)
+    with pytest.raises(ValueError):
+        siphash(key, b"", 0, 4)
 
 
 def test_a_cached_segment_glued_to_a_word_keeps_its_first_candidate():

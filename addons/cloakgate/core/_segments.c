@@ -1,23 +1,33 @@
-/* The reveal scan's split into text and segments, in C: the same result as
+/* The reveal scan's segments, in C: the split into text and segments (the same result as
  * reveal._SEGMENT_SPLIT[context, True].split(data), without the regex engine's set-up per match and
- * without a separate pass for upper-case "Q"s (a memchr for each case finds the next candidate).
+ * without a separate pass for upper-case "Q"s: a memchr for each case finds the next candidate), and
+ * the table of segments seen before with the substitution that reads it.
  *
  * split(data: bytes, end: int) -> list[bytes]: text, segment, text, ..., text. A segment starts at a
  * "q" or "Q" that meets the token's start condition (no ASCII letter or digit before it, unless an
  * escape ends there: \n \r \t \b \f, \uXXXX, %XX), followed by "x" or "X" and a scheme letter
  * (a, d, w, e in either case); it runs up to the next byte `end` (not included) or the end of data.
  *
- * substitute(data: bytes, end: int, revealed: dict, counts: dict) -> (bytes, int) | None: the scan's
- * hot path when every segment was seen before. Each segment is looked up in `revealed` (its revealed
- * bytes) and `counts` (its packed counts, an int); the result is data with every segment replaced and
- * the sum of the counts. None as soon as one segment is missing from either dict or reveals to empty
+ * Table(): segment (bytes) -> (revealed bytes, packed counts: an int >= 0). get(segment) -> the pair
+ * or None; put(segment, revealed, counts); clear(); len(). Open addressing over SipHash-1-3 with a
+ * key drawn at import (what CPython's own str and bytes hashes are): the segments come from the
+ * SaaS's responses, and a table whose collisions a sender could choose would be a denial of service.
+ *
+ * substitute(data: bytes, end: int, table: Table) -> (bytes, int) | None: the scan's hot path when
+ * every segment was seen before: data with every segment replaced by its revealed bytes, and the sum
+ * of their counts. Each segment is hashed where it lies in data (no bytes object per segment, no
+ * second look-up for its counts). None as soon as one segment is not in the table or reveals to empty
  * bytes: the caller then takes the slow path (split, token by token).
+ *
+ * siphash(key: bytes, data: bytes, c: int, d: int) -> int: SipHash-c-d of data (the table's hash,
+ * exposed for the reference vectors of SipHash-2-4 in the tests).
  *
  * reveal.py's pure-Python twins are the reference; tests/core/test_reveal_scan.py checks them equal.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <limits.h>
+#include <stdint.h>
 #include <string.h>
 
 static inline int is_alnum(unsigned char c)
@@ -163,33 +173,300 @@ static PyObject *split(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     return out;
 }
 
-/* One segment found in the caches: where it was and what replaces it (a new reference). */
+/* --- SipHash (Aumasson and Bernstein, "SipHash: a fast short-input PRF", 2012) ------------------ */
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                                  \
+    do {                                                                                          \
+        v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);                                 \
+        v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                                    \
+        v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                                    \
+        v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);                                 \
+    } while (0)
+
+static inline uint64_t load_le64(const unsigned char *p)
+{
+    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
+           (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
+}
+
+static inline uint64_t siphash_cd(const uint64_t k[2], const unsigned char *in, size_t n, int c, int d)
+{
+    uint64_t v0 = 0x736f6d6570736575ULL ^ k[0], v1 = 0x646f72616e646f6dULL ^ k[1];
+    uint64_t v2 = 0x6c7967656e657261ULL ^ k[0], v3 = 0x7465646279746573ULL ^ k[1];
+    const unsigned char *end = in + (n & ~(size_t)7);
+    for (; in != end; in += 8) {
+        uint64_t m = load_le64(in);
+        v3 ^= m;
+        for (int r = 0; r < c; r++)
+            SIPROUND;
+        v0 ^= m;
+    }
+    uint64_t b = (uint64_t)n << 56;
+    switch (n & 7) {
+    case 7: b |= (uint64_t)in[6] << 48; /* fall through */
+    case 6: b |= (uint64_t)in[5] << 40; /* fall through */
+    case 5: b |= (uint64_t)in[4] << 32; /* fall through */
+    case 4: b |= (uint64_t)in[3] << 24; /* fall through */
+    case 3: b |= (uint64_t)in[2] << 16; /* fall through */
+    case 2: b |= (uint64_t)in[1] << 8; /* fall through */
+    case 1: b |= (uint64_t)in[0];
+    }
+    v3 ^= b;
+    for (int r = 0; r < c; r++)
+        SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    for (int r = 0; r < d; r++)
+        SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* The module's state: the Table type and the key of its hash. */
+typedef struct {
+    PyTypeObject *table_type;
+    uint64_t key[2];
+} State;
+
+static inline State *state_of(PyObject *module)
+{
+    return (State *)PyModule_GetState(module);
+}
+
+/* --- Table --------------------------------------------------------------------------------------- */
+
+typedef struct {
+    uint64_t hash;
+    PyObject *key;   /* bytes; NULL: an empty slot */
+    PyObject *value; /* bytes */
+    unsigned long long small; /* the counts, where they fit 64 bits */
+    PyObject *big;   /* else the counts (an int); NULL when small holds them */
+} Entry;
+
+typedef struct {
+    PyObject_HEAD
+    Entry *slots;
+    size_t mask; /* slots - 1, a power of two less one; at most half the slots are used */
+    Py_ssize_t used;
+    uint64_t key[2];
+} Table;
+
+#define TABLE_FIRST 64
+
+/* Drops the references of the entries in slots[0..mask] and frees them. */
+static void release_slots(Entry *slots, size_t mask)
+{
+    for (size_t i = 0; slots != NULL && i <= mask; i++) {
+        if (slots[i].key != NULL) {
+            Py_DECREF(slots[i].key);
+            Py_DECREF(slots[i].value);
+            Py_XDECREF(slots[i].big);
+        }
+    }
+    PyMem_Free(slots);
+}
+
+static int table_alloc(Table *t, size_t n_slots)
+{
+    Entry *slots = PyMem_Calloc(n_slots, sizeof(Entry));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    t->slots = slots;
+    t->mask = n_slots - 1;
+    t->used = 0;
+    return 0;
+}
+
+/* The slot of the segment d[0:n] with hash h: its entry, or the empty slot where it would go. */
+static inline Entry *table_slot(const Table *t, const unsigned char *d, Py_ssize_t n, uint64_t h)
+{
+    size_t i = (size_t)h & t->mask;
+    for (;;) {
+        Entry *e = &t->slots[i];
+        if (e->key == NULL ||
+            (e->hash == h && PyBytes_GET_SIZE(e->key) == n && memcmp(PyBytes_AS_STRING(e->key), d, (size_t)n) == 0))
+            return e;
+        i = (i + 1) & t->mask;
+    }
+}
+
+static int table_grow(Table *t)
+{
+    Entry *old = t->slots;
+    size_t old_n = t->mask + 1;
+    Py_ssize_t used = t->used;
+    if (old_n > PY_SSIZE_T_MAX / 2 / sizeof(Entry)) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (table_alloc(t, old_n * 2) < 0)  /* the table stays as it was */
+        return -1;
+    for (size_t i = 0; i < old_n; i++) {
+        if (old[i].key == NULL)
+            continue;
+        size_t j = (size_t)old[i].hash & t->mask;
+        while (t->slots[j].key != NULL)
+            j = (j + 1) & t->mask;
+        t->slots[j] = old[i];
+    }
+    t->used = used;
+    PyMem_Free(old);
+    return 0;
+}
+
+static PyObject *table_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    if (PyTuple_GET_SIZE(args) || (kwargs != NULL && PyDict_GET_SIZE(kwargs))) {
+        PyErr_SetString(PyExc_TypeError, "Table() takes no arguments");
+        return NULL;
+    }
+    State *st = PyType_GetModuleState(type);
+    if (st == NULL)
+        return NULL;
+    Table *t = (Table *)type->tp_alloc(type, 0);
+    if (t == NULL)
+        return NULL;
+    t->key[0] = st->key[0];
+    t->key[1] = st->key[1];
+    if (table_alloc(t, TABLE_FIRST) < 0) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    return (PyObject *)t;
+}
+
+static void table_dealloc(Table *t)
+{
+    PyTypeObject *type = Py_TYPE(t);
+    release_slots(t->slots, t->mask);
+    type->tp_free((PyObject *)t);
+    Py_DECREF(type);
+}
+
+static Py_ssize_t table_len(Table *t)
+{
+    return t->used;
+}
+
+static PyObject *counts_of(const Entry *e)
+{
+    return e->big != NULL ? Py_NewRef(e->big) : PyLong_FromUnsignedLongLong(e->small);
+}
+
+static PyObject *table_get(Table *t, PyObject *segment)
+{
+    if (!PyBytes_CheckExact(segment)) {
+        PyErr_SetString(PyExc_TypeError, "a segment is bytes");
+        return NULL;
+    }
+    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(segment);
+    Py_ssize_t n = PyBytes_GET_SIZE(segment);
+    Entry *e = table_slot(t, d, n, siphash_cd(t->key, d, (size_t)n, 1, 3));
+    if (e->key == NULL)
+        Py_RETURN_NONE;
+    PyObject *counts = counts_of(e);
+    if (counts == NULL)
+        return NULL;
+    PyObject *pair = PyTuple_Pack(2, e->value, counts);
+    Py_DECREF(counts);
+    return pair;
+}
+
+static PyObject *table_put(Table *t, PyObject *const *args, Py_ssize_t nargs)
+{
+    static const char usage[] = "put(segment: bytes, revealed: bytes, counts: int >= 0)";
+    if (nargs != 3 || !PyBytes_CheckExact(args[0]) || !PyBytes_CheckExact(args[1]) || !PyLong_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return NULL;
+    }
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(args[2], &overflow);
+    if (v == -1 && PyErr_Occurred())
+        return NULL;
+    if (overflow < 0 || (!overflow && v < 0)) {
+        PyErr_SetString(PyExc_ValueError, "counts are >= 0");
+        return NULL;
+    }
+    if ((size_t)(t->used + 1) * 2 > t->mask + 1 && table_grow(t) < 0)
+        return NULL;
+    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
+    uint64_t h = siphash_cd(t->key, d, (size_t)n, 1, 3);
+    Entry *e = table_slot(t, d, n, h);
+    if (e->key == NULL) {
+        e->hash = h;
+        e->key = Py_NewRef(args[0]);
+        t->used++;
+    }
+    else {
+        Py_DECREF(e->value);
+        Py_CLEAR(e->big);
+    }
+    e->value = Py_NewRef(args[1]);
+    e->small = overflow ? 0 : (unsigned long long)v;
+    e->big = overflow ? Py_NewRef(args[2]) : NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *table_clear(Table *t, PyObject *Py_UNUSED(ignored))
+{
+    Entry *old = t->slots;
+    size_t old_mask = t->mask;
+    if (table_alloc(t, TABLE_FIRST) < 0)  /* the table stays as it was */
+        return NULL;
+    release_slots(old, old_mask);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef table_methods[] = {
+    {"get", (PyCFunction)table_get, METH_O, "get(segment) -> (revealed, counts) or None."},
+    {"put", (PyCFunction)(void (*)(void))table_put, METH_FASTCALL, "put(segment, revealed, counts)."},
+    {"clear", (PyCFunction)table_clear, METH_NOARGS, "Forget every segment."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot table_slots[] = {
+    {Py_tp_new, table_new},
+    {Py_tp_dealloc, table_dealloc},
+    {Py_tp_methods, table_methods},
+    {Py_mp_length, table_len},
+    {Py_sq_length, table_len},
+    {Py_tp_doc, "Segment -> (revealed bytes, packed counts); see the module's source."},
+    {0, NULL},
+};
+
+static PyType_Spec table_spec = {
+    "cloakgate.core._segments.Table", sizeof(Table), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    table_slots,
+};
+
+/* --- substitute ---------------------------------------------------------------------------------- */
+
+/* One segment found in the table: where it was and what replaces it (a new reference). */
 typedef struct {
     Py_ssize_t start, stop;
     PyObject *value;
 } Hit;
 
-/* Adds the packed counts `c` (an int) to *small, or to *big (a new reference) where the sum would no
- * longer fit 64 bits (a segment with e-mail tokens packs above 2**62). */
-static int add_counts(PyObject *c, unsigned long long *small, PyObject **big)
+/* Adds an entry's counts to *small, or to *big (a new reference) where the sum would no longer fit
+ * 64 bits (a segment with e-mail tokens packs above 2**62). */
+static int add_counts(const Entry *e, unsigned long long *small, PyObject **big)
 {
-    if (!PyLong_Check(c)) {
-        PyErr_SetString(PyExc_TypeError, "counts must be ints");
-        return -1;
-    }
-    int overflow = 0;
-    long long v = PyLong_AsLongLongAndOverflow(c, &overflow);
-    if (v == -1 && PyErr_Occurred())
-        return -1;
-    if (!overflow && v >= 0 && (unsigned long long)v <= ULLONG_MAX - *small) {
-        *small += (unsigned long long)v;
+    if (e->big == NULL && e->small <= ULLONG_MAX - *small) {
+        *small += e->small;
         return 0;
     }
+    PyObject *c = counts_of(e);
+    if (c == NULL)
+        return -1;
     if (*big == NULL) {
-        *big = Py_NewRef(c);
+        *big = c;
         return 0;
     }
     PyObject *sum = PyNumber_Add(*big, c);
+    Py_DECREF(c);
     Py_DECREF(*big);
     *big = sum;
     return sum == NULL ? -1 : 0;
@@ -197,15 +474,16 @@ static int add_counts(PyObject *c, unsigned long long *small, PyObject **big)
 
 static PyObject *substitute(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    static const char usage[] = "substitute(data: bytes, end: int, revealed: dict, counts: dict)";
+    static const char usage[] = "substitute(data: bytes, end: int, table: Table)";
     int end;
-    if (nargs != 4 || !PyDict_Check(args[2]) || !PyDict_Check(args[3])) {
+    if (nargs != 3 || !Py_IS_TYPE(args[2], state_of(module)->table_type)) {
         PyErr_SetString(PyExc_TypeError, usage);
         return NULL;
     }
     if (parse_data_end(args, usage, &end) < 0)
         return NULL;
-    PyObject *revealed = args[2], *counts = args[3], *result = NULL, *big = NULL;
+    Table *table = (Table *)args[2];
+    PyObject *result = NULL, *big = NULL;
     Scanner s;
     scanner_init(&s, args[0], end);
     Hit local[64], *hits = local;
@@ -213,19 +491,13 @@ static PyObject *substitute(PyObject *module, PyObject *const *args, Py_ssize_t 
     unsigned long long small = 0;
     int missed = 0;
     while (next_segment(&s, &start, &stop)) {
-        PyObject *key = PyBytes_FromStringAndSize((const char *)s.d + start, stop - start);
-        if (key == NULL)
-            goto done;
-        PyObject *value = PyDict_GetItemWithError(revealed, key);  /* borrowed */
-        PyObject *c = value == NULL ? NULL : PyDict_GetItemWithError(counts, key);
-        Py_DECREF(key);
-        if (PyErr_Occurred())
-            goto done;
-        if (c == NULL || !PyBytes_Check(value) || PyBytes_GET_SIZE(value) == 0) {
+        Py_ssize_t n = stop - start;
+        const Entry *e = table_slot(table, s.d + start, n, siphash_cd(table->key, s.d + start, (size_t)n, 1, 3));
+        if (e->key == NULL || PyBytes_GET_SIZE(e->value) == 0) {
             missed = 1;
             break;
         }
-        if (add_counts(c, &small, &big) < 0)
+        if (add_counts(e, &small, &big) < 0)
             goto done;
         if (n_hits == cap) {
             Hit *more = PyMem_Malloc(sizeof(Hit) * (size_t)cap * 2);
@@ -239,9 +511,8 @@ static PyObject *substitute(PyObject *module, PyObject *const *args, Py_ssize_t 
             hits = more;
             cap *= 2;
         }
-        Py_INCREF(value);
-        hits[n_hits++] = (Hit){start, stop, value};
-        size += PyBytes_GET_SIZE(value) - (stop - start);
+        hits[n_hits++] = (Hit){start, stop, Py_NewRef(e->value)};
+        size += PyBytes_GET_SIZE(e->value) - n;
     }
     if (missed) {
         result = Py_NewRef(Py_None);
@@ -293,26 +564,91 @@ done:
     return result;
 }
 
+static PyObject *siphash(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    static const char usage[] = "siphash(key: bytes of 16, data: bytes, c: int, d: int)";
+    if (nargs != 4 || !PyBytes_CheckExact(args[0]) || PyBytes_GET_SIZE(args[0]) != 16 ||
+        !PyBytes_CheckExact(args[1]) || !PyLong_Check(args[2]) || !PyLong_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return NULL;
+    }
+    long c = PyLong_AsLong(args[2]), d = PyLong_AsLong(args[3]);
+    if ((c == -1 || d == -1) && PyErr_Occurred())
+        return NULL;
+    if (c < 1 || c > 8 || d < 1 || d > 8) {
+        PyErr_SetString(PyExc_ValueError, "rounds c and d are 1 to 8");
+        return NULL;
+    }
+    const unsigned char *k = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    uint64_t key[2] = {load_le64(k), load_le64(k + 8)};
+    return PyLong_FromUnsignedLongLong(siphash_cd(key, (const unsigned char *)PyBytes_AS_STRING(args[1]),
+                                                  (size_t)PyBytes_GET_SIZE(args[1]), (int)c, (int)d));
+}
+
+/* --- module -------------------------------------------------------------------------------------- */
+
+static int exec_module(PyObject *module)
+{
+    State *st = state_of(module);
+    PyObject *os = PyImport_ImportModule("os");
+    PyObject *random = os == NULL ? NULL : PyObject_CallMethod(os, "urandom", "i", 16);
+    Py_XDECREF(os);
+    if (random == NULL)
+        return -1;
+    if (!PyBytes_Check(random) || PyBytes_GET_SIZE(random) != 16) {
+        Py_DECREF(random);
+        PyErr_SetString(PyExc_RuntimeError, "os.urandom(16) gave no 16 bytes");
+        return -1;
+    }
+    st->key[0] = load_le64((const unsigned char *)PyBytes_AS_STRING(random));
+    st->key[1] = load_le64((const unsigned char *)PyBytes_AS_STRING(random) + 8);
+    Py_DECREF(random);
+    st->table_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &table_spec, NULL);
+    if (st->table_type == NULL)
+        return -1;
+    return PyModule_AddType(module, st->table_type);
+}
+
+static int traverse_module(PyObject *module, visitproc visit, void *arg)
+{
+    Py_VISIT(state_of(module)->table_type);
+    return 0;
+}
+
+static int clear_module(PyObject *module)
+{
+    Py_CLEAR(state_of(module)->table_type);
+    return 0;
+}
+
+static void free_module(void *module)
+{
+    clear_module((PyObject *)module);
+}
+
 static PyMethodDef methods[] = {
     {"split", (PyCFunction)(void (*)(void))split, METH_FASTCALL,
      "split(data, end) -> [text, segment, text, ..., text] (see the module's source)."},
     {"substitute", (PyCFunction)(void (*)(void))substitute, METH_FASTCALL,
-     "substitute(data, end, revealed, counts) -> (bytes, int) or None (see the module's source)."},
+     "substitute(data, end, table) -> (bytes, int) or None (see the module's source)."},
+    {"siphash", (PyCFunction)(void (*)(void))siphash, METH_FASTCALL,
+     "siphash(key, data, c, d) -> SipHash-c-d of data as an int."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyModuleDef_Slot slots[] = {
+    {Py_mod_exec, exec_module},
 #ifdef Py_mod_multiple_interpreters
     {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
 #endif
-    /* No Py_mod_gil slot: substitute holds borrowed references from dict look-ups, safe under the
-     * GIL only, so a free-threaded build keeps the GIL on for this module. */
+    /* No Py_mod_gil slot: a Table has no lock of its own, safe under the GIL only, so a free-threaded
+     * build keeps the GIL on for this module. */
     {0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_segments", "The reveal scan's segment split and cached substitution, in C.", 0,
-    methods, slots,
+    PyModuleDef_HEAD_INIT, "_segments", "The reveal scan's segments: split, table, substitution, in C.",
+    sizeof(State), methods, slots, traverse_module, clear_module, free_module,
 };
 
 PyMODINIT_FUNC PyInit__segments(void)

@@ -63,28 +63,41 @@ def split_segments_python(data: bytes, end: int) -> list[bytes]:
     return _SEGMENT_SPLIT[end, _has_upper_q(data)].split(data)
 
 
-def substitute_python(data: bytes, end: int, revealed: _SegmentCache,
-                      counts: _SegmentCache) -> tuple[bytes, int] | None:
+class SegmentTablePython(dict):  # type: ignore[type-arg]
+    """Segment -> (revealed bytes, packed counts): the table of segments seen before (the C module's
+    ``Table`` where the install built it). A segment not in it reads as None, so that one
+    ``operator.itemgetter`` call looks up every segment of a body."""
+
+    __slots__ = ()
+
+    def __missing__(self, key: bytes) -> None:
+        return None
+
+    def put(self, segment: bytes, revealed: bytes, counts: int) -> None:
+        self[segment] = (revealed, counts)
+
+
+def substitute_python(data: bytes, end: int, table: SegmentTablePython) -> tuple[bytes, int] | None:
     """The scan's hot path: ``data`` with every segment replaced by its revealed bytes, and the sum of
-    the segments' packed counts; None if a segment is not cached (or reveals to empty bytes)."""
+    the segments' packed counts; None if a segment is not in ``table`` (or reveals to empty bytes)."""
     parts = split_segments_python(data, end)
     if len(parts) == 1:
         return data, 0
     segments = parts[1::2]
-    look = operator.itemgetter(*segments)  # one C call per cache for every segment
-    news, packed = look(revealed), look(counts)
-    if len(segments) == 1:
-        news, packed = (news,), (packed,)
-    if not all(news) or None in packed:
+    entries = operator.itemgetter(*segments)(table) if len(segments) > 1 else (table[segments[0]],)
+    if None in entries:
+        return None
+    news = [e[0] for e in entries]
+    if not all(news):
         return None
     parts[1::2] = news
-    return b"".join(parts), sum(packed)
+    return b"".join(parts), sum([e[1] for e in entries])
 
 
 try:  # the same in C, built at install where a compiler was at hand (tests hold them equal)
-    from ._segments import split as split_segments, substitute
+    from ._segments import Table as SegmentTable, split as split_segments, substitute
 except ImportError:  # pragma: no cover - depends on the build
-    split_segments, substitute = split_segments_python, substitute_python
+    split_segments, substitute, SegmentTable = split_segments_python, substitute_python, SegmentTablePython
 # The candidates of one segment, each one group: the token grammar, its start condition included.
 _CAND_SPLIT = re.compile(b"(" + _started(b"[Qq]") + _REST + b")")
 _COUNT_ORDER = b"dwae"  # a segment's counts: revealed per scheme letter in this order, truncated, invalid
@@ -104,17 +117,6 @@ _B32_LABEL = re.compile(rb"[A-Za-z2-7]+")
 _CACHED = frozenset("dwe")  # deterministic schemes repeat: their plaintexts are worth caching
 
 
-class _SegmentCache(dict):  # type: ignore[type-arg]
-    """Segment -> revealed bytes or packed counts; one not in it reads as None, so that one
-    ``operator.itemgetter`` call looks up every segment of a body (in C, a third cheaper than a
-    ``map`` of ``dict.get``)."""
-
-    __slots__ = ()
-
-    def __missing__(self, key: bytes) -> None:
-        return None
-
-
 def _pack_counts(counts: Sequence[int]) -> int:
     return sum(n << (_COUNT_BITS * k) for k, n in enumerate(counts))
 
@@ -123,6 +125,24 @@ def _unpack_counts(packed: int) -> list[int]:
     b, m = _COUNT_BITS, _COUNT_MASK
     return [packed & m, packed >> b & m, packed >> 2 * b & m, packed >> 3 * b & m, packed >> 4 * b & m,
             packed >> 5 * b]
+
+
+_SCHEME_OF = {ord("a"): "aead", ord("d"): "deterministic", ord("w"): "words", ord("e"): "email"}
+_STATS_MEMO: dict[int, tuple[int, int, int, tuple[tuple[str, int], ...]]] = {}
+
+
+def _stats_of(packed: int) -> tuple[int, int, int, tuple[tuple[str, int], ...]]:
+    """Revealed, truncated, invalid and revealed per scheme name of a body's packed counts, memoized
+    (a body read again and again has the same counts every time; bounded all the same)."""
+    hit = _STATS_MEMO.get(packed)
+    if hit is None:
+        totals = _unpack_counts(packed)
+        by_scheme = tuple((_SCHEME_OF[ch], n) for ch, n in zip(_COUNT_ORDER, totals) if n)
+        hit = (sum(totals[:4]), totals[4], totals[5], by_scheme)
+        if len(_STATS_MEMO) >= 4096:
+            _STATS_MEMO.clear()
+        _STATS_MEMO[packed] = hit
+    return hit
 
 
 def context_for(content_type: str | None) -> str | None:
@@ -186,7 +206,6 @@ class Revealer:
     in bytes (``segment_cache_bytes``).
     """
 
-    SCHEME_NAMES = {"a": "aead", "d": "deterministic", "w": "words", "e": "email"}
     SEGMENT_MAX = 16 * 1024  # longer segments are not cached whole (their tokens still are)
 
     def __init__(self, ring: KeyRing, *, cache_size: int = 100_000,
@@ -197,7 +216,7 @@ class Revealer:
         self._cache: dict[str, tuple[str, int]] = {}
         self._escaped: dict[tuple[str, str], dict[bytes, bytes]] = {}
         self._skip: dict[bytes, int] = {}  # candidates left as they are, and why
-        self._segments: dict[tuple[str, str], tuple[_SegmentCache, _SegmentCache]] = {}
+        self._segments: dict[tuple[str, str], SegmentTable] = {}
         self._segment_bytes = 0
         self._generation = ring.generation
 
@@ -238,50 +257,41 @@ class Revealer:
         Python-level work happens only for a body with a segment not seen before: split, then those
         segments token by token (with a per-token cache).
         """
-        stats = RevealStats()
         if self.ring.generation != self._generation:
             self._clear()
         end = SEGMENT_END[context]
-        revealed, counts = self._segment_caches(context, charset)
-        hit = substitute(data, end, revealed, counts)  # every segment seen before: one call in C
+        table = self._segment_table(context, charset)
+        hit = substitute(data, end, table)  # every segment seen before: one call in C
         if hit is None:
             parts = split_segments(data, end)  # text, segment, text, ..., text
             segments = parts[1::2]
-            news = tuple(map(revealed.get, segments))
-            news, packed = self._misses(segments, news, context, charset)
+            news, packed = self._misses(segments, list(map(table.get, segments)), table, context, charset)
             parts[1::2] = news
             new = b"".join(parts)
         else:
             new, packed = hit
-        totals = _unpack_counts(packed)
-        for ch, n in zip(_COUNT_ORDER, totals):
-            if n:
-                stats.by_scheme[self.SCHEME_NAMES[chr(ch)]] = n
-        stats.revealed = sum(totals[:4])
-        stats.truncated, stats.invalid = totals[4], totals[5]
-        if not stats.revealed:
-            return None, stats
-        return new, stats
+        revealed, truncated, invalid, by_scheme = _stats_of(packed)
+        stats = RevealStats(revealed, truncated, invalid, dict(by_scheme))
+        return (new if revealed else None), stats
 
-    def _segment_caches(self, context: str, charset: str) -> tuple[_SegmentCache, _SegmentCache]:
-        """The revealed bytes and the packed counts of the segments seen in this context and charset."""
-        caches = self._segments.get((context, charset))
-        if caches is None:
-            caches = self._segments[(context, charset)] = (_SegmentCache(), _SegmentCache())
-        return caches
+    def _segment_table(self, context: str, charset: str) -> SegmentTable:
+        """The segments seen in this context and charset."""
+        table = self._segments.get((context, charset))
+        if table is None:
+            table = self._segments[(context, charset)] = SegmentTable()
+        return table
 
-    def _misses(self, segments: list[bytes], news: tuple[bytes | None, ...], context: str,
-                charset: str) -> tuple[list[bytes], int]:
-        """Some segments are not in the cache: those token by token, in order (an e-mail token takes
-        its domain from the text after it, which ends in the same segment). Returns every segment's
-        revealed bytes and the packed counts of all; caches segments without aead tokens (each of
-        those is unique: caching it would only push others out)."""
-        revealed, counts = self._segment_caches(context, charset)
+    def _misses(self, segments: list[bytes], entries: list[tuple[bytes, int] | None], table: SegmentTable,
+                context: str, charset: str) -> tuple[list[bytes], int]:
+        """Some segments are not in the table (their entry is None): those token by token, in order
+        (an e-mail token takes its domain from the text after it, which ends in the same segment).
+        Returns every segment's revealed bytes and the packed counts of all; puts segments without
+        aead tokens in the table (each of those is unique: keeping it would only push others out)."""
         out, total = [], 0
-        for segment, new in zip(segments, news):
-            if new is not None:
-                out.append(new)
-                total += counts[segment]
+        for segment, entry in zip(segments, entries):
+            if entry is not None:
+                out.append(entry[0])
+                total += entry[1]
                 continue
             sub = _CAND_SPLIT.split(segment)  # text, candidate, text, ..., text
             packed = self._tokens(sub, context, charset)
@@ -291,13 +301,11 @@ class Revealer:
             if len(segment) > self.SEGMENT_MAX or packed >> 2 * _COUNT_BITS & _COUNT_MASK:  # aead
                 continue
             size = len(segment) + len(new)
-            if self._segment_bytes + size > self.segment_cache_bytes or len(revealed) >= self.cache_size:
-                for caches in self._segments.values():
-                    for cache in caches:
-                        cache.clear()
+            if self._segment_bytes + size > self.segment_cache_bytes or len(table) >= self.cache_size:
+                for t in self._segments.values():
+                    t.clear()
                 self._segment_bytes = 0
-            revealed[segment] = new
-            counts[segment] = packed
+            table.put(segment, new, packed)
             self._segment_bytes += size
         return out, total
 
