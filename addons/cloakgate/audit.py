@@ -69,6 +69,23 @@ def _line(t: float, action: str, outcome: str, fields: dict[str, Any]) -> str:
         return _encode({"time": when, "action": action, "outcome": outcome, "unencodable": sorted(fields)})
 
 
+_escape = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_REVEAL = (
+    '{"time":"%s","action":"reveal","outcome":"ok","flow":%s,"pack":%s,"route":%s,'
+    '"counts":{"revealed":%d,"truncated":%d,"invalid":%d}}'
+)
+
+
+def _reveal_line(t: float, flow: Any, pack: Any, route: Any, revealed: Any, truncated: Any, invalid: Any) -> str:
+    """A reveal event (``AuditLog.reveal``): byte for byte the line ``_line`` writes for it, from a
+    template (less than half the cost: one event per response)."""
+    if type(flow) is type(pack) is type(route) is str and type(revealed) is type(truncated) is type(invalid) is int:
+        return _REVEAL % (_iso(t), _escape(flow), _escape(pack), _escape(route), revealed, truncated, invalid)
+    fields = {"flow": flow, "pack": pack, "route": route,
+              "counts": {"revealed": revealed, "truncated": truncated, "invalid": invalid}}
+    return _line(t, "reveal", "ok", fields)
+
+
 class AuditLog:
     MAX_PENDING = 1024
 
@@ -77,7 +94,7 @@ class AuditLog:
         self.buffer_seconds = buffer_seconds
         self._fh: Any = None
         self._lock = threading.Lock()
-        self._pending: list[tuple[float, str, str, dict[str, Any]]] = []
+        self._pending: list[tuple[Any, ...]] = []  # write(): (time, action, outcome, fields); reveal(): 7 fields
         self._flushed = time.monotonic()
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,11 +112,24 @@ class AuditLog:
                     or len(self._pending) >= self.MAX_PENDING):
                 self._write_pending(now)
 
+    def reveal(self, flow: str, pack: str, route: str, revealed: int, truncated: int, invalid: int) -> None:
+        """``write("reveal", flow=..., pack=..., route=..., counts={...})`` of a response revealed
+        without error: the most frequent event, queued as a bare tuple."""
+        if self._fh is None:
+            self.write("reveal", flow=flow, pack=pack, route=route,
+                       counts={"revealed": revealed, "truncated": truncated, "invalid": invalid})
+            return
+        with self._lock:
+            self._pending.append((time.time(), flow, pack, route, revealed, truncated, invalid))
+            now = time.monotonic()
+            if now - self._flushed >= self.buffer_seconds or len(self._pending) >= self.MAX_PENDING:
+                self._write_pending(now)
+
     def _write_pending(self, now: float) -> None:
         """Encode and write the queued events, in order (the caller holds the lock)."""
         events, self._pending = self._pending, []
         if self._fh is not None:
-            self._fh.write("".join([_line(*e) + "\n" for e in events]))
+            self._fh.write("".join([(_line(*e) if len(e) == 4 else _reveal_line(*e)) + "\n" for e in events]))
             self._fh.flush()
         self._flushed = now
 

@@ -142,3 +142,38 @@ def test_event_line_is_what_the_json_encoder_writes(action, outcome, fields):
     except (TypeError, ValueError):
         want = encode({"time": audit._iso(t), "action": action, "outcome": outcome, "unencodable": sorted(fields)})
     assert audit._line(t, action, outcome, fields) == want
+
+
+_name = st.one_of(st.text(max_size=12), st.none(), st.integers())
+_count = st.one_of(st.integers(min_value=0, max_value=2**70), st.booleans(), st.none())
+
+
+@settings(max_examples=400, deadline=None)
+@given(flow=_name, pack=_name, route=_name, revealed=_count, truncated=_count, invalid=_count)
+def test_reveal_line_is_the_line_of_the_same_event(flow, pack, route, revealed, truncated, invalid):
+    """The reveal template writes byte for byte what ``_line`` writes for the event it stands for (any
+    text escaped alike, a route of None left out, counts that are not plain ints encoded by JSON)."""
+    from cloakgate import audit
+
+    t = 1764340000.987
+    fields = {"flow": flow, "pack": pack, "route": route,
+              "counts": {"revealed": revealed, "truncated": truncated, "invalid": invalid}}
+    assert audit._reveal_line(t, flow, pack, route, revealed, truncated, invalid) == audit._line(t, "reveal", "ok", fields)
+
+
+def test_reveal_events_queue_and_land_like_written_ones(tmp_path: Path, caplog):
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(str(path), buffer_seconds=3600)
+    log.write("protect", flow="f1", pack="m365", counts={"fields": 2})
+    log.reveal("f1", "m365", "graph.messages.read", 50, 1, 2)
+    log.reveal("f2", "m365", None, 0, 0, 3)
+    assert lines(path) == []  # buffered like every routine event
+    log.close()
+    got = lines(path)
+    assert [e["action"] for e in got] == ["protect", "reveal", "reveal"]
+    assert got[1] == {"time": got[1]["time"], "action": "reveal", "outcome": "ok", "flow": "f1", "pack": "m365",
+                      "route": "graph.messages.read", "counts": {"revealed": 50, "truncated": 1, "invalid": 2}}
+    assert "route" not in got[2] and got[2]["counts"]["invalid"] == 3
+    with caplog.at_level("INFO", logger="cloakgate.audit"):
+        AuditLog(None).reveal("f3", "m365", "r", 1, 0, 0)  # no file: the event goes to the log like any other
+    assert '"action":"reveal","outcome":"ok","flow":"f3"' in caplog.text

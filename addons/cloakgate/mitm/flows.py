@@ -59,14 +59,16 @@ def set_content_length(headers: http.Headers, n: int) -> None:
     """``headers["content-length"] = str(n)`` straight on the raw fields (half the multidict's cost):
     every Content-Length field gets the value; one is added if there was none."""
     cl = b"%d" % n
-    fields = headers.fields
-    lowered = [k.lower() for k, _ in fields]
-    if b"content-length" in lowered:
-        headers.fields = tuple(
-            [(k, cl) if low == b"content-length" else (k, v) for (k, v), low in zip(fields, lowered)]
-        )
-    else:
-        headers.fields = (*fields, (b"content-length", cl))
+    out, found = [], False
+    for k, v in headers.fields:
+        if k.lower() == b"content-length":
+            out.append((k, cl))
+            found = True
+        else:
+            out.append((k, v))
+    if not found:
+        out.append((b"content-length", cl))
+    headers.fields = tuple(out)
 
 
 def header(headers: http.Headers, name: bytes) -> str | None:

@@ -488,8 +488,11 @@ class Gateway:
         add_comment(flow, f"cloakgate {pack}: " + ", ".join(parts))
         if not flow.marked:
             flow.marked = MARK_PROTECTED
-        self.audit.write("reveal", error or "ok", flow=flow.id, pack=pack, route=route,
-                         counts={"revealed": stats.revealed, "truncated": stats.truncated, "invalid": stats.invalid})
+        if error:
+            self.audit.write("reveal", error, flow=flow.id, pack=pack, route=route,
+                             counts={"revealed": stats.revealed, "truncated": stats.truncated, "invalid": stats.invalid})
+        else:
+            self.audit.reveal(flow.id, pack, route, stats.revealed, stats.truncated, stats.invalid)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         try:
