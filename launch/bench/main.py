@@ -584,6 +584,11 @@ def run(
         probes.update(sweep.closed_rounds(targets, wl, spec, gen_cpus, a.rounds, log=log))
         log(f"  {wl}: open-loop steps, {' and '.join(targets)} in turn")
         ladders = sweep.sustainable_interleaved(targets, wl, spec, gen_cpus, probes, log=log, common=True)
+        need = sweep.TARGET_RATIOS.get(wl)
+        if need and "gateway" in ladders and (ladders.get("passthrough") or {}).get("sustainable"):
+            port, procs_ = targets["gateway"]
+            sweep.check_target(ladders["gateway"], need * ladders["passthrough"]["sustainable"], port, wl, procs_,
+                               spec, gen_cpus, label="gateway ", log=log)
         for cfg in CONFIGS:
             if cfg not in probes:
                 continue
@@ -695,13 +700,17 @@ def scale_out(
         ladders = sweep.sustainable_interleaved(
             {f"N={n}": (lb.port, gws) for n, (lb, gws) in sets.items()}, a.scale_workload, spec, None, probes, log=log
         )
-        for n in sets:
+        one = ladders["N=1"].get("sustainable") if "N=1" in ladders else None
+        for n, (lb, gws) in sets.items():
             s = ladders[f"N={n}"]
             s["n"] = n
+            if n > 1 and one:
+                sweep.check_target(s, sweep.SCALE_TARGET * n * one, lb.port, a.scale_workload, gws, spec, None,
+                                   label=f"N={n} ", log=log)
             rows.append(s)
-        one = probes.get("N=1")
+        one_probe = probes.get("N=1")
         for r in rows:
-            r["closed_vs_one"] = sweep.paired_ratio(r["closed"], one) if one else None
+            r["closed_vs_one"] = sweep.paired_ratio(r["closed"], one_probe) if one_probe else None
     except RuntimeError as e:
         log(f"  scale-out failed: {_oneline(str(e))}")
         return {"reason": f"failed: {_oneline(str(e))}", "rows": rows}

@@ -9,6 +9,7 @@ import platform
 import time
 from pathlib import Path
 
+import sweep
 from micro import format_rows
 
 
@@ -96,7 +97,7 @@ def per_core(row: dict) -> float | None:
 def targets(res: dict) -> list[dict]:
     out: list[dict] = []
     sw = {(s["config"], s["workload"]): s for s in res.get("sweep", [])}
-    for wl, need in (("light", 0.95), ("list", 0.85)):
+    for wl, need in sweep.TARGET_RATIOS.items():
         g, p = sw.get(("gateway", wl)), sw.get(("passthrough", wl))
         if g and p and g.get("sustainable") and p.get("sustainable"):
             r = g["sustainable"] / p["sustainable"]
@@ -163,22 +164,38 @@ def targets(res: dict) -> list[dict]:
             )
             out.append(
                 {
-                    "target": f"scale-out: {n} processes >= 0.8 x {n} x one",
+                    "target": f"scale-out: {n} processes >= {sweep.SCALE_TARGET:g} x {n} x one",
                     "measured": f"{got / (n * one):.2f} x {n} x one "
                     f"({got:.0f} vs {one:.0f} req/s sustainable); "
                     f"closed-loop maximum {_f(cl / n if cl else None)} x {n} x one" + allowed,
-                    "met": got >= 0.8 * n * one,
+                    "met": got >= sweep.SCALE_TARGET * n * one,
                 }
             )
     else:
         out.append(
             {
-                "target": "scale-out: N processes >= 0.8 x N x one",
+                "target": f"scale-out: N processes >= {sweep.SCALE_TARGET:g} x N x one",
                 "measured": sc.get("reason", "not measured"),
                 "met": None,
             }
         )
     return out
+
+
+def _target_checks(ladders) -> str:  # noqa: ANN001
+    """One sentence on the ladders that took one more step at a target's rate (``sweep.check_target``)."""
+    done = []
+    for s in ladders:
+        c = s.get("target_check")
+        if c:
+            who = f"N={s['n']}" if "n" in s else f"{s['workload']} gateway"
+            lo, hi = c["between"]
+            done.append(f"{who} at {c['rate']} req/s (between {lo:.0f} passing and {hi:.0f} failing): "
+                        + ("pass" if c["ok"] else "FAIL"))
+    if not done:
+        return ""
+    return ("Target checks (a target's rate fell between a ladder's highest passing and lowest failing rate; "
+            "one more step at that very rate decided): " + "; ".join(done) + ".")
 
 
 def ratios(res: dict) -> list[dict]:
@@ -324,6 +341,10 @@ def markdown(res: dict, png_name: str = "latency.png") -> str:
                 )
                 + "; a ratio of sustainable rates is measured to that step."
             )
+        checks = _target_checks(s for s in res["sweep"] if s["config"] == "gateway")
+        if checks:
+            L.append("")
+            L.append(checks)
 
     summary = ratios(res)
     if summary:
@@ -377,6 +398,10 @@ def markdown(res: dict, png_name: str = "latency.png") -> str:
                 f"{_f(r.get('sustainable'), 0)} | {_f(rel)} | {_f(cores_at_sustainable(r))} | {_f(pc, 0)} | "
                 f"{_f(pc / pc1 if pc and pc1 else None)} |"
             )
+        checks = _target_checks(sc["rows"])
+        if checks:
+            L.append("")
+            L.append(checks)
         L.append("")
         L.append(
             "Cores: the proxies' CPU time in the passing step at the sustainable rate (all N together). "

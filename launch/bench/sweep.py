@@ -17,11 +17,18 @@ configurations' closed-loop rounds), so that their ratio is measured to the grid
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 
 import loadgen
 from procs import Proc
+
+
+# What issue 4 asks of the gateway's highest sustainable rate, as a share of passthrough's per workload,
+# and of N gateway processes, as a share of N x one.
+TARGET_RATIOS = {"light": 0.95, "list": 0.85}
+SCALE_TARGET = 0.8
 
 
 @dataclass(frozen=True)
@@ -329,3 +336,32 @@ def _step(
         if not near_miss(r, spec):
             break
     return False
+
+
+def check_target(
+    ladder: dict,
+    rate: float,
+    port: int,
+    workload: str,
+    procs: Sequence[Proc],
+    spec: SweepSpec,
+    cpus: set[int] | None,
+    label: str = "",
+    log=print,
+) -> None:  # noqa: ANN001
+    """A target's verdict where the ladder cannot give it: when ``rate`` (what a target asks of this
+    configuration, rounded up) lies strictly between the ladder's highest passing and lowest failing
+    rate, one more step at that very rate (judged and retried like every other) decides. Updates
+    ``ladder`` in place: ``target_check`` records the step, and a pass raises ``sustainable`` to it
+    (the highest rate that passed), a failure lowers ``first_fail``."""
+    best, fail = ladder.get("sustainable"), ladder.get("first_fail")
+    rate = math.ceil(rate - 1e-9)
+    if best is None or fail is None or not best < rate < fail:
+        return
+    log(f"    {label}target check at {rate} req/s (between {best:.0f} passing and {fail:.0f} failing)")
+    ok = _step(port, workload, procs, spec, cpus, rate, ladder["steps"], label, log)
+    ladder["target_check"] = {"rate": rate, "ok": ok, "between": [best, fail]}
+    if ok:
+        ladder["sustainable"] = rate
+    else:
+        ladder["first_fail"] = rate

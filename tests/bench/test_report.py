@@ -45,6 +45,19 @@ def test_scale_out_says_how_busy_the_whole_machine_was():
     assert t["met"] is False  # a saturated machine explains the ratio; it does not change the verdict
 
 
+def test_a_target_check_decides_the_verdict_and_is_reported():
+    one = _row(1, 886, [(886, True, 97.0)])
+    two = _row(2, 1418, [(1403, True, 158.0), (1442, False, 161.0), (1418, True, 160.0)])
+    two["target_check"] = {"rate": 1418, "ok": True, "between": [1403, 1442]}
+    res = {"meta": {"params": {"rate": 100, "workloads": []}}, "scale": {"rows": [one, two]}, "sweep": []}
+    (t,) = [t for t in report.targets(res) if t["target"].startswith("scale-out")]
+    assert t["met"] is True and t["measured"].startswith("0.80 x 2 x one (1418 vs 886")
+    assert "N=2 at 1418 req/s (between 1403 passing and 1442 failing): pass" in report._target_checks([one, two])
+    gw = {"workload": "light", "config": "gateway", "target_check": {"rate": 249, "ok": False, "between": [248, 255]}}
+    assert "light gateway at 249 req/s (between 248 passing and 255 failing): FAIL" in report._target_checks([gw])
+    assert report._target_checks([one]) == ""
+
+
 def test_no_passing_step_no_cores():
     row = _row(1, 0, [(100, False, 99.0)])
     row["sustainable"] = None

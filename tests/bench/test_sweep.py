@@ -107,6 +107,32 @@ def test_no_capacity_no_steps(fake_steps: list[tuple[str, float]]):
     assert fake_steps == [] and got["sustainable"] is None and got["first_fail"] is None
 
 
+@pytest.mark.parametrize(
+    "capacity,target,ran,verdict",
+    [
+        (249, 248.9, [249], (249, 255, True)),  # the target between 248 passing and 255 failing: tried, passes
+        (248, 248.9, [249], (248, 249, False)),  # tried, fails: the gap narrows, the verdict stays no
+        (248, 248.0, [], (248, 255, None)),  # the ladder already passed the target: nothing to decide
+        (248, 255.0, [], (248, 255, None)),  # the ladder already failed at it
+        (248, 300.0, [], (248, 255, None)),  # above the first failure: not tried
+    ],
+)
+def test_a_target_between_the_last_pass_and_the_first_fail_gets_one_step(fake_steps, capacity, target, ran, verdict):
+    ladder = {"sustainable": 248, "first_fail": 255, "steps": []}
+    sweep.check_target(ladder, target, capacity, "light", ["gw"], sweep.SweepSpec(), None, log=lambda *_: None)
+    assert [r for _, r in fake_steps] == ran
+    best, fail, ok = verdict
+    assert (ladder["sustainable"], ladder["first_fail"]) == (best, fail)
+    assert (ladder.get("target_check") or {}).get("ok") is ok
+
+
+def test_no_target_check_without_a_pass_and_a_fail(fake_steps):
+    for best, fail in ((None, 26), (400, None)):
+        ladder = {"sustainable": best, "first_fail": fail, "steps": []}
+        sweep.check_target(ladder, 300.0, 1000, "list", ["gw"], sweep.SweepSpec(), None, log=lambda *_: None)
+        assert fake_steps == [] and "target_check" not in ladder
+
+
 def test_machine_busy_from_proc_stat():
     before = sweep.machine_times()
     if before is None:
