@@ -76,10 +76,12 @@ _REVEAL = (
 )
 
 
-def _reveal_line(t: float, flow: Any, pack: Any, route: Any, revealed: Any, truncated: Any, invalid: Any) -> str:
+def _reveal_line(t: float, flow: Any, pack: Any, route: Any, revealed: Any, truncated: Any,
+                 invalid: Any) -> str:
     """A reveal event (``AuditLog.reveal``): byte for byte the line ``_line`` writes for it, from a
     template (less than half the cost: one event per response)."""
-    if type(flow) is type(pack) is type(route) is str and type(revealed) is type(truncated) is type(invalid) is int:
+    names_are_text = type(flow) is type(pack) is type(route) is str
+    if names_are_text and type(revealed) is type(truncated) is type(invalid) is int:
         return _REVEAL % (_iso(t), _escape(flow), _escape(pack), _escape(route), revealed, truncated, invalid)
     fields = {"flow": flow, "pack": pack, "route": route,
               "counts": {"revealed": revealed, "truncated": truncated, "invalid": invalid}}
@@ -94,7 +96,8 @@ class AuditLog:
         self.buffer_seconds = buffer_seconds
         self._fh: Any = None
         self._lock = threading.Lock()
-        self._pending: list[tuple[Any, ...]] = []  # write(): (time, action, outcome, fields); reveal(): 7 fields
+        # write(): (time, action, outcome, fields); reveal(): (time, flow, pack, route, three counts)
+        self._pending: list[tuple[Any, ...]] = []
         self._flushed = time.monotonic()
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -587,8 +587,9 @@ def run(
         need = sweep.TARGET_RATIOS.get(wl)
         if need and "gateway" in ladders and (ladders.get("passthrough") or {}).get("sustainable"):
             port, procs_ = targets["gateway"]
-            sweep.check_target(ladders["gateway"], need * ladders["passthrough"]["sustainable"], port, wl, procs_,
-                               spec, gen_cpus, label="gateway ", log=log)
+            asked = need * ladders["passthrough"]["sustainable"]
+            sweep.check_target(ladders["gateway"], asked, port, wl, procs_, spec, gen_cpus, label="gateway ",
+                               log=log)
         for cfg in CONFIGS:
             if cfg not in probes:
                 continue
@@ -705,8 +706,9 @@ def scale_out(
             s = ladders[f"N={n}"]
             s["n"] = n
             if n > 1 and one:
-                sweep.check_target(s, sweep.SCALE_TARGET * n * one, lb.port, a.scale_workload, gws, spec, None,
-                                   label=f"N={n} ", log=log)
+                asked = sweep.SCALE_TARGET * n * one
+                sweep.check_target(s, asked, lb.port, a.scale_workload, gws, spec, None, label=f"N={n} ",
+                                   log=log)
             rows.append(s)
         one_probe = probes.get("N=1")
         for r in rows:

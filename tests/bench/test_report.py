@@ -52,9 +52,11 @@ def test_a_target_check_decides_the_verdict_and_is_reported():
     res = {"meta": {"params": {"rate": 100, "workloads": []}}, "scale": {"rows": [one, two]}, "sweep": []}
     (t,) = [t for t in report.targets(res) if t["target"].startswith("scale-out")]
     assert t["met"] is True and t["measured"].startswith("0.80 x 2 x one (1418 vs 886")
-    assert "N=2 at 1418 req/s (between 1403 passing and 1442 failing): pass" in report._target_checks([one, two])
-    gw = {"workload": "light", "config": "gateway", "target_check": {"rate": 249, "ok": False, "between": [248, 255]}}
-    assert "light gateway at 249 req/s (between 248 passing and 255 failing): FAIL" in report._target_checks([gw])
+    said = report._target_checks([one, two])
+    assert "N=2 at 1418 req/s (between 1403 passing and 1442 failing): pass" in said
+    check = {"rate": 249, "ok": False, "between": [248, 255]}
+    said = report._target_checks([{"workload": "light", "config": "gateway", "target_check": check}])
+    assert "light gateway at 249 req/s (between 248 passing and 255 failing): FAIL" in said
     assert report._target_checks([one]) == ""
 
 

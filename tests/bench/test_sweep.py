@@ -110,16 +110,18 @@ def test_no_capacity_no_steps(fake_steps: list[tuple[str, float]]):
 @pytest.mark.parametrize(
     "capacity,target,ran,verdict",
     [
-        (249, 248.9, [249], (249, 255, True)),  # the target between 248 passing and 255 failing: tried, passes
+        (249, 248.9, [249], (249, 255, True)),  # between 248 passing and 255 failing: tried, passes
         (248, 248.9, [249], (248, 249, False)),  # tried, fails: the gap narrows, the verdict stays no
         (248, 248.0, [], (248, 255, None)),  # the ladder already passed the target: nothing to decide
         (248, 255.0, [], (248, 255, None)),  # the ladder already failed at it
         (248, 300.0, [], (248, 255, None)),  # above the first failure: not tried
     ],
 )
-def test_a_target_between_the_last_pass_and_the_first_fail_gets_one_step(fake_steps, capacity, target, ran, verdict):
+def test_a_target_between_the_last_pass_and_the_first_fail_gets_one_step(fake_steps, capacity, target, ran,
+                                                                         verdict):
     ladder = {"sustainable": 248, "first_fail": 255, "steps": []}
-    sweep.check_target(ladder, target, capacity, "light", ["gw"], sweep.SweepSpec(), None, log=lambda *_: None)
+    spec = sweep.SweepSpec()
+    sweep.check_target(ladder, target, capacity, "light", ["gw"], spec, None, log=lambda *_: None)
     assert [r for _, r in fake_steps] == ran
     best, fail, ok = verdict
     assert (ladder["sustainable"], ladder["first_fail"]) == (best, fail)

@@ -284,8 +284,8 @@ def test_a_raw_control_character_between_strings_cannot_pass_for_a_known_shape(k
         jsonspan.shape(text, {jsonspan.shape(known).key})
 
 
-@pytest.mark.parametrize("known,text", [(b'""', b'"""'), (b'{"a":"b"}', b'{"a":"b"}"x'), (b'["a"]', b'["a"]"'),
-                                        (b'{"a":"b"}', b'{"a":"b\\""}"')])
+@pytest.mark.parametrize("known,text", [(b'""', b'"""'), (b'{"a":"b"}', b'{"a":"b"}"x'),
+                                        (b'["a"]', b'["a"]"'), (b'{"a":"b"}', b'{"a":"b\\""}"')])
 def test_an_unterminated_last_string_cannot_pass_for_a_known_shape(known, text):
     # an odd number of quotes cuts the text into an even number of parts: its gaps and keys are those
     # of the known text, its last "string" never closes (found by the property test above)

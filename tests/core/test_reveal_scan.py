@@ -116,7 +116,8 @@ def test_property_scan_equals_the_grammar(pieces, context, impl):
     seen = []
     split, substitute, table = impl
     with mock.patch.object(reveal, "split_segments", split), \
-            mock.patch.object(reveal, "substitute", substitute), mock.patch.object(reveal, "SegmentTable", table):
+            mock.patch.object(reveal, "substitute", substitute), \
+            mock.patch.object(reveal, "SegmentTable", table):
         for _ in range(3):  # cold, then warm (token caches), then warm (segment cache)
             new, stats = r.scan(body, context)
             assert (new if new is not None else body) == reference(body, context)
@@ -190,8 +191,8 @@ def test_the_c_substitute_on_many_segments_and_bad_arguments():
     new, total = c.substitute(body, 10, table)
     assert new == b"\n".join(b"v%d" % i for i in range(300)) and total == 300 * (2**62 - 1)
     assert c.substitute(b"no segment", 10, table) == (b"no segment", 0)
-    for args in ((body, 10), (bytearray(body), 10, table), (body, 10, {}), (body, 10, reveal.SegmentTablePython()),
-                 (body, 10, table, table)):
+    for args in ((body, 10), (bytearray(body), 10, table), (body, 10, {}),
+                 (body, 10, reveal.SegmentTablePython()), (body, 10, table, table)):
         with pytest.raises(TypeError):
             c.substitute(*args)
     with pytest.raises(ValueError):

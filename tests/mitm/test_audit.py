@@ -158,7 +158,8 @@ def test_reveal_line_is_the_line_of_the_same_event(flow, pack, route, revealed, 
     t = 1764340000.987
     fields = {"flow": flow, "pack": pack, "route": route,
               "counts": {"revealed": revealed, "truncated": truncated, "invalid": invalid}}
-    assert audit._reveal_line(t, flow, pack, route, revealed, truncated, invalid) == audit._line(t, "reveal", "ok", fields)
+    line = audit._reveal_line(t, flow, pack, route, revealed, truncated, invalid)
+    assert line == audit._line(t, "reveal", "ok", fields)
 
 
 def test_reveal_events_queue_and_land_like_written_ones(tmp_path: Path, caplog):
@@ -171,8 +172,9 @@ def test_reveal_events_queue_and_land_like_written_ones(tmp_path: Path, caplog):
     log.close()
     got = lines(path)
     assert [e["action"] for e in got] == ["protect", "reveal", "reveal"]
-    assert got[1] == {"time": got[1]["time"], "action": "reveal", "outcome": "ok", "flow": "f1", "pack": "m365",
-                      "route": "graph.messages.read", "counts": {"revealed": 50, "truncated": 1, "invalid": 2}}
+    assert got[1] == {"time": got[1]["time"], "action": "reveal", "outcome": "ok", "flow": "f1",
+                      "pack": "m365", "route": "graph.messages.read",
+                      "counts": {"revealed": 50, "truncated": 1, "invalid": 2}}
     assert "route" not in got[2] and got[2]["counts"]["invalid"] == 3
     with caplog.at_level("INFO", logger="cloakgate.audit"):
         AuditLog(None).reveal("f3", "m365", "r", 1, 0, 0)  # no file: the event goes to the log like any other

@@ -285,8 +285,8 @@ static inline Entry *table_slot(const Table *t, const unsigned char *d, Py_ssize
     size_t i = (size_t)h & t->mask;
     for (;;) {
         Entry *e = &t->slots[i];
-        if (e->key == NULL ||
-            (e->hash == h && PyBytes_GET_SIZE(e->key) == n && memcmp(PyBytes_AS_STRING(e->key), d, (size_t)n) == 0))
+        if (e->key == NULL || (e->hash == h && PyBytes_GET_SIZE(e->key) == n &&
+                               memcmp(PyBytes_AS_STRING(e->key), d, (size_t)n) == 0))
             return e;
         i = (i + 1) & t->mask;
     }
@@ -377,7 +377,8 @@ static PyObject *table_get(Table *t, PyObject *segment)
 static PyObject *table_put(Table *t, PyObject *const *args, Py_ssize_t nargs)
 {
     static const char usage[] = "put(segment: bytes, revealed: bytes, counts: int >= 0)";
-    if (nargs != 3 || !PyBytes_CheckExact(args[0]) || !PyBytes_CheckExact(args[1]) || !PyLong_Check(args[2])) {
+    if (nargs != 3 || !PyBytes_CheckExact(args[0]) || !PyBytes_CheckExact(args[1]) ||
+        !PyLong_Check(args[2])) {
         PyErr_SetString(PyExc_TypeError, usage);
         return NULL;
     }
@@ -492,7 +493,8 @@ static PyObject *substitute(PyObject *module, PyObject *const *args, Py_ssize_t 
     int missed = 0;
     while (next_segment(&s, &start, &stop)) {
         Py_ssize_t n = stop - start;
-        const Entry *e = table_slot(table, s.d + start, n, siphash_cd(table->key, s.d + start, (size_t)n, 1, 3));
+        const unsigned char *segment = s.d + start;
+        const Entry *e = table_slot(table, segment, n, siphash_cd(table->key, segment, (size_t)n, 1, 3));
         if (e->key == NULL || PyBytes_GET_SIZE(e->value) == 0) {
             missed = 1;
             break;

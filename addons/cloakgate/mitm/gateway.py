@@ -489,8 +489,8 @@ class Gateway:
         if not flow.marked:
             flow.marked = MARK_PROTECTED
         if error:
-            self.audit.write("reveal", error, flow=flow.id, pack=pack, route=route,
-                             counts={"revealed": stats.revealed, "truncated": stats.truncated, "invalid": stats.invalid})
+            counts = {"revealed": stats.revealed, "truncated": stats.truncated, "invalid": stats.invalid}
+            self.audit.write("reveal", error, flow=flow.id, pack=pack, route=route, counts=counts)
         else:
             self.audit.reveal(flow.id, pack, route, stats.revealed, stats.truncated, stats.invalid)
 
