@@ -83,9 +83,13 @@ def _reveal_line(t: float, flow: Any, pack: Any, route: Any, revealed: Any, trun
     names_are_text = type(flow) is type(pack) is type(route) is str
     if names_are_text and type(revealed) is type(truncated) is type(invalid) is int:
         return _REVEAL % (_iso(t), _escape(flow), _escape(pack), _escape(route), revealed, truncated, invalid)
-    fields = {"flow": flow, "pack": pack, "route": route,
-              "counts": {"revealed": revealed, "truncated": truncated, "invalid": invalid}}
-    return _line(t, "reveal", "ok", fields)
+    return _line(t, "reveal", "ok", _reveal_fields(flow, pack, route, revealed, truncated, invalid))
+
+
+def _reveal_fields(flow: Any, pack: Any, route: Any, revealed: Any, truncated: Any,
+                   invalid: Any) -> dict[str, Any]:
+    return {"flow": flow, "pack": pack, "route": route,
+            "counts": {"revealed": revealed, "truncated": truncated, "invalid": invalid}}
 
 
 class AuditLog:
@@ -115,12 +119,12 @@ class AuditLog:
                     or len(self._pending) >= self.MAX_PENDING):
                 self._write_pending(now)
 
-    def reveal(self, flow: str, pack: str, route: str, revealed: int, truncated: int, invalid: int) -> None:
-        """``write("reveal", flow=..., pack=..., route=..., counts={...})`` of a response revealed
-        without error: the most frequent event, queued as a bare tuple."""
-        if self._fh is None:
-            self.write("reveal", flow=flow, pack=pack, route=route,
-                       counts={"revealed": revealed, "truncated": truncated, "invalid": invalid})
+    def reveal(self, flow: str, pack: str, route: str | None, revealed: int, truncated: int, invalid: int,
+               outcome: str = "ok") -> None:
+        """``write("reveal", outcome, flow=..., pack=..., route=..., counts={...})``; a response revealed
+        without error, the most frequent event, is queued as a bare tuple."""
+        if self._fh is None or outcome != "ok":
+            self.write("reveal", outcome, **_reveal_fields(flow, pack, route, revealed, truncated, invalid))
             return
         with self._lock:
             self._pending.append((time.time(), flow, pack, route, revealed, truncated, invalid))

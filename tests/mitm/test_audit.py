@@ -176,6 +176,10 @@ def test_reveal_events_queue_and_land_like_written_ones(tmp_path: Path, caplog):
                       "pack": "m365", "route": "graph.messages.read",
                       "counts": {"revealed": 50, "truncated": 1, "invalid": 2}}
     assert "route" not in got[2] and got[2]["counts"]["invalid"] == 3
+    log = AuditLog(str(path), buffer_seconds=3600)
+    log.reveal("f4", "m365", "r", 0, 0, 0, "cloakgate.body.unreadable")  # a failure: written through
+    assert lines(path)[-1]["outcome"] == "cloakgate.body.unreadable" and lines(path)[-1]["flow"] == "f4"
+    log.close()
     with caplog.at_level("INFO", logger="cloakgate.audit"):
         AuditLog(None).reveal("f3", "m365", "r", 1, 0, 0)  # no file: the event goes to the log like any other
     assert '"action":"reveal","outcome":"ok","flow":"f3"' in caplog.text

@@ -279,6 +279,12 @@ static int table_alloc(Table *t, size_t n_slots)
     return 0;
 }
 
+/* The table's hash of the segment d[0:n]: SipHash-1-3 (CPython's own choice for str and bytes). */
+static inline uint64_t table_hash(const Table *t, const unsigned char *d, Py_ssize_t n)
+{
+    return siphash_cd(t->key, d, (size_t)n, 1, 3);
+}
+
 /* The slot of the segment d[0:n] with hash h: its entry, or the empty slot where it would go. */
 static inline Entry *table_slot(const Table *t, const unsigned char *d, Py_ssize_t n, uint64_t h)
 {
@@ -363,7 +369,7 @@ static PyObject *table_get(Table *t, PyObject *segment)
     }
     const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(segment);
     Py_ssize_t n = PyBytes_GET_SIZE(segment);
-    Entry *e = table_slot(t, d, n, siphash_cd(t->key, d, (size_t)n, 1, 3));
+    Entry *e = table_slot(t, d, n, table_hash(t, d, n));
     if (e->key == NULL)
         Py_RETURN_NONE;
     PyObject *counts = counts_of(e);
@@ -394,7 +400,7 @@ static PyObject *table_put(Table *t, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(args[0]);
     Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
-    uint64_t h = siphash_cd(t->key, d, (size_t)n, 1, 3);
+    uint64_t h = table_hash(t, d, n);
     Entry *e = table_slot(t, d, n, h);
     if (e->key == NULL) {
         e->hash = h;
@@ -494,7 +500,7 @@ static PyObject *substitute(PyObject *module, PyObject *const *args, Py_ssize_t 
     while (next_segment(&s, &start, &stop)) {
         Py_ssize_t n = stop - start;
         const unsigned char *segment = s.d + start;
-        const Entry *e = table_slot(table, segment, n, siphash_cd(table->key, segment, (size_t)n, 1, 3));
+        const Entry *e = table_slot(table, segment, n, table_hash(table, segment, n));
         if (e->key == NULL || PyBytes_GET_SIZE(e->value) == 0) {
             missed = 1;
             break;

@@ -68,12 +68,15 @@ def _missing(rule: FieldRule) -> None:
         raise FieldError(f"selected field {rule.label} is absent", code="cloakgate.field.missing")
 
 
-def _absent_from(query: str, rules: Sequence[FieldRule]) -> bool:
+def _query_lacks(query: str, rules: Sequence[FieldRule]) -> bool:
     """Whether none of the query parameters ``rules`` select can be in ``query``: plain ASCII without
-    escapes, and no selector's name anywhere in its text (a parameter absent from the text is absent)."""
-    if not query.isascii() or "%" in query or "+" in query:
+    escapes, and no selector's name anywhere in its text (a parameter absent from the text is absent).
+    If so, a rule that requires its parameter refuses the request here."""
+    if not query.isascii() or "%" in query or "+" in query or any(r.selector in query for r in rules):
         return False
-    return not any(r.selector in query for r in rules)
+    for r in rules:
+        _missing(r)
+    return True
 
 
 class _Run:
@@ -88,9 +91,6 @@ class _Run:
         self.out = out
 
     # --- one value -------------------------------------------------------------------------------
-
-    def missing(self, rule: FieldRule) -> None:
-        _missing(rule)
 
     def malformed(self, rule: FieldRule, code: str = "cloakgate.field.malformed") -> None:
         if rule.on_malformed == "refuse":
@@ -195,7 +195,7 @@ class _Run:
         """
         if not data.strip():
             for r in rules:
-                self.missing(r)
+                _missing(r)
             return None
         shape = jsonspan.shape(data, selector.shapes)
         plan = selector.shapes.get(shape.key)
@@ -207,7 +207,7 @@ class _Run:
         parts, counts = shape.parts, self.out.counts
         for rule, items in zip(rules, plan, strict=True):  # type: ignore[call-overload]
             if items is None:
-                self.missing(rule)
+                _missing(rule)
                 continue
             outputs = self.outputs(rule) if rule.cache_outputs else None
             for item in items:
@@ -251,7 +251,7 @@ class _Run:
         for rule in rules:
             hits = [f for f in fields if f.name == rule.selector]
             if not hits:
-                self.missing(rule)
+                _missing(rule)
                 continue
             for f in hits:
                 new = self.value(rule, current.get(f.index, f.value))
@@ -272,7 +272,7 @@ class _Run:
         for rule in rules:
             hits = [p for p in parts if p.name == rule.selector]
             if not hits:
-                self.missing(rule)
+                _missing(rule)
                 continue
             for p in hits:
                 if p.transfer_encoding not in (None, "7bit", "8bit", "binary"):
@@ -367,10 +367,8 @@ def protect_request(
     out.kid = key.kid
     by_where = route.by_where
     base, sep, query = path.partition("?")
-    if route.query_only and _absent_from(query, by_where["query"]):  # the common read: a GET without
-        for r in by_where["query"]:  # a selected parameter has nothing more to do
-            _missing(r)
-        return out
+    if route.query_only and _query_lacks(query, by_where["query"]):  # the common read: a GET without
+        return out  # a selected parameter has nothing more to do
     if route.body_kind is not None or "header" in route.by_where:
         headers = tuple(headers)  # read several times below: an iterator would be empty the second time
     run = _Run(pack, route, key, ring, rand, out)
@@ -396,7 +394,7 @@ def protect_request(
         else:
             if not body:
                 for r in by_where["multipart"]:
-                    run.missing(r)
+                    _missing(r)
                 new = None
             else:
                 new = run.multipart(data, by_where["multipart"], ct)
@@ -406,10 +404,7 @@ def protect_request(
     new_query = None
     if "query" in by_where:
         q_rules = by_where["query"]
-        if _absent_from(query, q_rules):
-            for r in q_rules:
-                _missing(r)
-        else:
+        if not _query_lacks(query, q_rules):
             q = run.form(query.encode("utf-8", "surrogateescape"), q_rules, "utf-8", query=True)
             if q is not None:
                 new_query = q.decode("ascii")
@@ -433,7 +428,7 @@ def protect_request(
     for rule in by_where.get("header", ()):
         values = header_get(headers, rule.selector)
         if not values:
-            run.missing(rule)
+            _missing(rule)
             continue
         if len(values) > 1:
             raise BodyError("a protected header appears more than once", code="cloakgate.header.repeated")

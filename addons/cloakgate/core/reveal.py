@@ -265,7 +265,7 @@ class Revealer:
         if hit is None:
             parts = split_segments(data, end)  # text, segment, text, ..., text
             segments = parts[1::2]
-            news, packed = self._misses(segments, list(map(table.get, segments)), table, context, charset)
+            news, packed = self._misses(segments, table, context, charset)
             parts[1::2] = news
             new = b"".join(parts)
         else:
@@ -281,14 +281,15 @@ class Revealer:
             table = self._segments[(context, charset)] = SegmentTable()
         return table
 
-    def _misses(self, segments: list[bytes], entries: list[tuple[bytes, int] | None], table: SegmentTable,
-                context: str, charset: str) -> tuple[list[bytes], int]:
-        """Some segments are not in the table (their entry is None): those token by token, in order
+    def _misses(self, segments: list[bytes], table: SegmentTable, context: str,
+                charset: str) -> tuple[list[bytes], int]:
+        """Some segments are not in the table: those token by token, in order
         (an e-mail token takes its domain from the text after it, which ends in the same segment).
         Returns every segment's revealed bytes and the packed counts of all; puts segments without
         aead tokens in the table (each of those is unique: keeping it would only push others out)."""
         out, total = [], 0
-        for segment, entry in zip(segments, entries):
+        for segment in segments:
+            entry = table.get(segment)
             if entry is not None:
                 out.append(entry[0])
                 total += entry[1]

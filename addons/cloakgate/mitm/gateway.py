@@ -488,11 +488,7 @@ class Gateway:
         add_comment(flow, f"cloakgate {pack}: " + ", ".join(parts))
         if not flow.marked:
             flow.marked = MARK_PROTECTED
-        if error:
-            counts = {"revealed": stats.revealed, "truncated": stats.truncated, "invalid": stats.invalid}
-            self.audit.write("reveal", error, flow=flow.id, pack=pack, route=route, counts=counts)
-        else:
-            self.audit.reveal(flow.id, pack, route, stats.revealed, stats.truncated, stats.invalid)
+        self.audit.reveal(flow.id, pack, route, stats.revealed, stats.truncated, stats.invalid, error or "ok")
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         try:
@@ -510,9 +506,8 @@ class Gateway:
             if new is not None:
                 msg.content = new
             if stats.revealed or stats.skipped:
-                self.audit.write("reveal", flow=flow.id, pack=pack.id, route="websocket",
-                                 counts={"revealed": stats.revealed, "truncated": stats.truncated,
-                                         "invalid": stats.invalid})
+                self.audit.reveal(flow.id, pack.id, "websocket", stats.revealed, stats.truncated,
+                                  stats.invalid)
         except Exception as e:
             logger.error("cloakgate: internal error (%s) in a websocket message; left as is", type(e).__name__)
 
