@@ -120,6 +120,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--rate", type=float, default=100.0, help="constant rate, requests/s (paper: 100)")
     ap.add_argument("--connections", type=int, default=50, help="connections (paper: 50)")
     ap.add_argument("--workers", type=int, default=2, help="generator processes (paper: 2 threads)")
+    ap.add_argument(
+        "--generator",
+        choices=loadgen.GENERATORS,
+        default="auto",
+        help="load generator worker: c (launch/bench/cgen.c, built with the machine's C compiler), python "
+        "(asyncio), or auto (C where it builds; default)",
+    )
     ap.add_argument("--duration", type=float, help="seconds per constant-rate run (paper: 120; --quick 10)")
     ap.add_argument(
         "--segments",
@@ -304,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGALRM, _raise_deadline)
     signal.alarm(int(a.max_minutes * 60))
     proxy_cpus, gen_cpus, pin_text = pinning(a)
+    a.generator, why_not_c = loadgen.choose(a.generator)  # resolved once: every run uses the same worker
+    log(f"bench: load generator: {a.generator}" + (f" (the C worker did not build: {why_not_c})" * bool(why_not_c)))
     res: dict = {
         "meta": {
             "timestamp": stamp,
@@ -317,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
                 "rate": a.rate,
                 "connections": a.connections,
                 "workers": a.workers,
+                "generator": a.generator,
+                "generator_fallback": why_not_c,
                 "duration": a.duration,
                 "segments": a.segments,
                 "warmup": a.warmup,
@@ -526,6 +537,7 @@ def run(
                         warmup=a.warmup,
                         drain=a.drain,
                         cpus=gen_cpus,
+                        generator=a.generator,
                     )
                 )
                 acc = cpu[cfg]
@@ -567,6 +579,7 @@ def run(
         drain=a.drain,
         factors=(0.5,) if a.mode == "smoke" else sweep.SweepSpec.factors,
         retries=0 if a.mode == "smoke" else 1,
+        generator=a.generator,
     )
     for wl in a.sweep_list:
         log(
@@ -777,7 +790,14 @@ class Rig:
     def load(self, gw: procs.Proc, workload: str, **kw) -> loadgen.Result:  # noqa: ANN003
         a = self.a
         return loadgen.run(
-            gw.port, workload, connections=a.connections, workers=a.workers, drain=a.drain, cpus=self.gen_cpus, **kw
+            gw.port,
+            workload,
+            connections=a.connections,
+            workers=a.workers,
+            drain=a.drain,
+            cpus=self.gen_cpus,
+            generator=a.generator,
+            **kw,
         )
 
 

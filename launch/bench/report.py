@@ -67,6 +67,14 @@ def machine() -> dict:
     }
 
 
+def _generator_text(params: dict) -> str:
+    """Which load generator worker ran (results from before the C worker name none: Python)."""
+    if params.get("generator") == "c":
+        return "C worker `cgen.c`, epoll and a timerfd"
+    why = params.get("generator_fallback")
+    return "Python asyncio" + (f"; the C worker did not build: {why}" if why else "")
+
+
 def _f(v: float | None, nd: int = 2) -> str:
     return "–" if v is None else f"{v:.{nd}f}"
 
@@ -246,7 +254,7 @@ def markdown(res: dict, png_name: str = "latency.png") -> str:
     L.append("")
     L.append(
         f"Client: {p['connections']} keep-alive HTTP/1.1 connections from {p['workers']} generator processes "
-        "(Python asyncio, wrk2-style open loop, latency from each request's scheduled send time, "
+        f"({_generator_text(p)}, wrk2-style open loop, latency from each request's scheduled send time, "
         "HdrHistogram); "
         "plain HTTP on 127.0.0.1 on both hops, mitmdump as a reverse proxy (`-q`), gateway with "
         "`keep_host_header=true` and `Host: graph.microsoft.com`. The generator and the fake upstream "

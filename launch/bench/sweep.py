@@ -46,6 +46,7 @@ class SweepSpec:
     retries: int = 1  # a narrowly failed step is run once more before it counts
     max_rate: float = 20000.0
     drain: float = 5.0
+    generator: str = "auto"  # loadgen's worker: "c", "python" or "auto"
 
 
 def cpu_of(procs: Sequence[Proc]) -> float:
@@ -125,6 +126,7 @@ def closed_probe(
         duration=spec.probe_s,
         warmup=spec.warmup,
         drain=spec.drain,
+        generator=spec.generator,
     )
     return {
         "achieved": round(r.achieved, 1),
@@ -310,6 +312,7 @@ def _step(
             duration=spec.step_s,
             warmup=spec.warmup,
             drain=spec.drain,
+            generator=spec.generator,
         )
         ok, why = judge(r, rate, spec)
         steps.append(
