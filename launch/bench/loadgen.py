@@ -45,6 +45,9 @@ import workloads  # noqa: E402
 
 HIST_MAX_US = 3_600_000_000
 GENERATORS = ("auto", "c", "python")
+# Where the C worker is built: inside the checkout, not a shared temp folder, where another user could
+# plant a binary under the predictable name that the benchmark (often run as root) would then execute.
+BUILD_DIR = HERE / ".build"
 
 
 def new_hist() -> HdrHistogram:
@@ -372,19 +375,20 @@ _built: dict[str, Path | str] = {}  # source hash -> the binary, or why it did n
 
 
 def c_worker() -> Path | str:
-    """The C worker's binary, built once per source text (cached in the temp folder, so every process
+    """The C worker's binary, built once per source text (cached in ``BUILD_DIR``, so every process
     and every run of the same source share it), or a string saying why it could not be built."""
     src = HERE / "cgen.c"
     digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
     if digest in _built:
         return _built[digest]
-    exe = Path(tempfile.gettempdir()) / f"cloakgate-cgen-{digest}"
+    exe = BUILD_DIR / f"cgen-{digest}"
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if exe.exists():
         _built[digest] = exe
     elif cc is None:
         _built[digest] = "no C compiler (cc, gcc or $CC)"
     else:
+        BUILD_DIR.mkdir(mode=0o700, exist_ok=True)
         part = exe.with_name(f"{exe.name}.{os.getpid()}")
         r = subprocess.run([cc, "-O2", "-o", str(part), str(src), "-lm"], capture_output=True, text=True)
         if r.returncode == 0:

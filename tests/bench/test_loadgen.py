@@ -224,7 +224,7 @@ def test_closed_loop_and_requests_with_bodies(server: Server, generator: str):
 
 def test_auto_falls_back_to_python_when_the_c_worker_does_not_build(monkeypatch, tmp_path):  # noqa: ANN001
     monkeypatch.setattr(loadgen, "_built", {})
-    monkeypatch.setattr(loadgen.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(loadgen, "BUILD_DIR", tmp_path / "build")
     monkeypatch.setenv("CC", "false")
     assert loadgen.choose("python") == ("python", None)
     engine, why = loadgen.choose("auto")
@@ -233,13 +233,13 @@ def test_auto_falls_back_to_python_when_the_c_worker_does_not_build(monkeypatch,
         loadgen.choose("c")
     with pytest.raises(ValueError, match="unknown generator"):
         loadgen.choose("wrk")
-    assert not list(tmp_path.iterdir())  # no half-built binary left behind
+    assert not list((tmp_path / "build").iterdir())  # no half-built binary left behind
 
 
 @pytest.mark.parametrize("server", ["length"], indirect=True)
 def test_the_fallback_is_noted_in_the_result(server: Server, monkeypatch, tmp_path):  # noqa: ANN001
     monkeypatch.setattr(loadgen, "_built", {})
-    monkeypatch.setattr(loadgen.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(loadgen, "BUILD_DIR", tmp_path / "build")
     monkeypatch.setenv("CC", "false")
     r = _open(server, "auto")
     assert r.generator == "python" and r.completed == r.scheduled > 0
