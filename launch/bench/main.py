@@ -312,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.alarm(int(a.max_minutes * 60))
     proxy_cpus, gen_cpus, pin_text = pinning(a)
     a.generator, why_not_c = loadgen.choose(a.generator)  # resolved once: every run uses the same worker
-    log(f"bench: load generator: {a.generator}" + (f" (the C worker did not build: {why_not_c})" * bool(why_not_c)))
+    fallback = f" (the C worker did not build: {why_not_c})" if why_not_c else ""
+    log(f"bench: load generator: {a.generator}{fallback}")
     res: dict = {
         "meta": {
             "timestamp": stamp,
