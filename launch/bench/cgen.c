@@ -139,16 +139,23 @@ static void detach(conn *c) {
     c->len = c->need = 0;
 }
 
+/* A new connection in place of the old one; a connection that cannot be opened ends its schedule. */
+static int reopen(conn *c) {
+    detach(c);
+    if (attach(c) == 0) return 0;
+    crash(c, "connect");
+    return -1;
+}
+
+/* Open loop: the scheduled send time of the connection's next request. */
+static double scheduled(const conn *c) { return S.t0 + (double)c->g / S.rate + c->i * (S.total / S.rate); }
+
 /* A request failed (connection error, malformed response): counted, the connection replaced. */
 static void failed(conn *c, double t) {
     int measured = S.open ? c->measured : c->sent >= S.t_warm;
     if (measured) S.errors++;
-    detach(c);
-    if (attach(c) < 0) {
-        crash(c, "connect");
-        return;
-    }
-    c->sched = S.open ? S.t0 + (double)c->g / S.rate + c->i * (S.total / S.rate) : t + 0.01;
+    if (reopen(c) < 0) return;
+    c->sched = S.open ? scheduled(c) : t + 0.01;
     c->waited = 0;
 }
 
@@ -174,13 +181,7 @@ static void flush(conn *c, double t) {
 }
 
 static void send_next(conn *c, double t) {
-    if (c->closed) {
-        detach(c);
-        if (attach(c) < 0) {
-            crash(c, "connect");
-            return;
-        }
-    }
+    if (c->closed && reopen(c) < 0) return;
     int k = (int)((c->g + c->i * (long)S.total) % S.nreqs);
     c->req = S.reqs[k];
     c->reqlen = S.reqlens[k];
@@ -268,10 +269,7 @@ static void answered(conn *c, double t) {
     }
     c->inflight = 0;
     c->need = 0;
-    if (S.open)
-        c->sched = S.t0 + (double)c->g / S.rate + c->i * (S.total / S.rate);
-    else
-        c->sched = t;
+    c->sched = S.open ? scheduled(c) : t;
 }
 
 static void readable(conn *c, double t) {
@@ -438,7 +436,7 @@ int main(int argc, char **argv) {
     double deadline = S.t_end + S.drain;
     double cpu0 = cpu_s();
     for (int k = 0; k < S.n; k++) /* closed loop: start at once (like the Python worker) */
-        S.conns[k].sched = S.open ? S.t0 + (double)S.conns[k].g / S.rate : 0;
+        S.conns[k].sched = S.open ? scheduled(&S.conns[k]) : 0;
     struct epoll_event evs[64];
     for (;;) {
         double t = now(), next;
