@@ -225,8 +225,8 @@ def mitmdump_argv(
         "127.0.0.1",
         "--listen-port",
         str(port),
-        "--set",
-        f"confdir={tmp / 'mitmconf'}",
+        "--set",  # its own: mitmdumps started side by side would race writing one fresh CA (MalformedFraming)
+        f"confdir={tmp / f'mitmconf-{name}'}",
         "--set",
         "keep_host_header=true",
         "--set",
