@@ -325,3 +325,77 @@ def test_response_uses_the_pack_and_route_of_its_request(gw: Gateway):
     stray = tflow.tflow(resp=http.Response.make(200, json.dumps({"s": token}).encode(), {"content-type": "application/json"}))
     gw.response(stray)  # a flow the request hook never saw in scope: left alone
     assert token in stray.response.text
+
+
+def _read(gw: Gateway, url: str) -> http.HTTPFlow:
+    f = req("GET", url)
+    gw.requestheaders(f)
+    gw.request(f)
+    return f
+
+
+def test_repeated_reads_are_decided_once_and_searches_always_protected(gw: Gateway, monkeypatch):
+    """A read that goes out unchanged is remembered by pack, method and path: the same read again costs
+    no rule work and gets the same route. A read with a protected query parameter is never remembered."""
+    import cloakgate.mitm.gateway as g
+
+    calls = []
+    real = g.core_protect.protect_request
+    monkeypatch.setattr(g.core_protect, "protect_request", lambda *a: calls.append(a[2]) or real(*a))
+    plain = "https://graph.microsoft.com/v1.0/me/messages?$top=10"
+    first, again = _read(gw, plain), _read(gw, plain)
+    assert calls == ["/v1.0/me/messages?$top=10"]
+    for f in (first, again):
+        assert f.response is None and f.request.path == "/v1.0/me/messages?$top=10" and not f.comment
+        assert f.metadata["cloakgate.route"] == "graph.messages.read"
+        assert f.metadata["cloakgate.pack"] == "m365"
+    search = "https://graph.microsoft.com/v1.0/me/messages?$search=Zaphodius"
+    for _ in range(2):
+        f = _read(gw, search)
+        assert f.response is None and "Zaphodius" not in f.request.path and "protected 1 field" in f.comment
+    assert len(calls) == 3
+    elsewhere = "https://graph.microsoft.com/v1.0/me/drive/root/children"  # no route (the pack passes it)
+    assert [_read(gw, elsewhere).metadata.get("cloakgate.route") for _ in range(2)] == [None, None]
+    assert len(calls) == 4
+
+
+def test_a_remembered_read_fails_closed_once_its_key_is_gone(gw: Gateway):
+    """The memory of reads belongs to one key ring: a read route that selects fields needs the pack's key
+    even when nothing in the request is selected, and without it the read is refused, seen before or not."""
+    from cloakgate.core.keyring import EmptyKeyRing
+
+    url = "https://graph.microsoft.com/v1.0/me/messages?$top=10"
+    assert _read(gw, url).response is None and _read(gw, url).response is None
+    gw._set_ring(EmptyKeyRing())
+    f = _read(gw, url)
+    assert f.response is not None and f.response.headers["x-cloakgate-error"] == "cloakgate.key.unavailable"
+
+
+def test_a_remembered_read_follows_new_rules(tmp_path: Path):
+    """The memory of reads belongs to one set of rules: a reload that selects a query parameter of a read
+    seen before protects it from then on."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    pack = "saas: X\nhosts: [x.example]\nroutes:\n  - name: find\n    methods: [GET]\n    path_regex: /find\n"
+    (rules / "x.yaml").write_text(pack + "    fields: []\n")
+    g = Gateway()
+    with taddons.context(g) as tctx:
+        tctx.configure(g, cloakgate_rules=str(rules), cloakgate_dev_keyring=str(tmp_path / "k.json"),
+                       cloakgate_audit="", cloakgate_rules_poll="0")
+        url = "https://x.example/find?q=Zaphodius"
+        assert [_read(g, url).request.path for _ in range(2)] == ["/find?q=Zaphodius"] * 2
+        (rules / "x.yaml").write_text(pack + "    fields:\n      - {query: q, scheme: deterministic}\n")
+        g.reload_rules()
+        f = _read(g, url)
+        assert f.response is None and f.request.path.startswith("/find?q=")
+        assert "Zaphodius" not in f.request.path
+        # a route that selects a header: a read without it does not answer for the next one with it
+        header_rule = "{header: X-Who, scheme: deterministic, on_missing: skip}"
+        (rules / "x.yaml").write_text(pack + f"    fields:\n      - {header_rule}\n")
+        g.reload_rules()
+        assert _read(g, "https://x.example/find").response is None
+        f = req("GET", "https://x.example/find", **{"X-Who": "Zaphodius"})
+        g.requestheaders(f)
+        g.request(f)
+        assert f.response is None and "Zaphodius" not in f.request.headers["x-who"]
+        g.done()

@@ -35,10 +35,17 @@ class Outcome:
     counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (field label, scheme) -> n; a dict:
     # every request makes an Outcome, and a Counter costs 20 times a dict to create
     kid: str | None = None
+    # the same pack, key ring, method and path give the same outcome to a request without a body
+    path_only: bool = False
 
     @property
     def protected(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def unchanged(self) -> bool:
+        """The request goes out as it came in."""
+        return self.body is None and self.path is None and not self.headers and not self.counts
 
     @property
     def schemes(self) -> list[str]:
@@ -358,9 +365,9 @@ def protect_request(
     if hit is None:
         if pack.unmatched == "refuse":
             raise CloakgateError("no route of this pack allows this request", code="cloakgate.route.unmatched", status_hint=403)
-        return Outcome(pack.id, None)
+        return Outcome(pack.id, None, path_only=True)
     route, match = hit
-    out = Outcome(pack.id, route.name)
+    out = Outcome(pack.id, route.name, path_only=route.path_only)
     if not route.fields:
         return out
     key = ring.primary(pack.id)  # a pack without a key fails closed on every route that selects fields

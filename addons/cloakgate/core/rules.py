@@ -178,6 +178,12 @@ class Route:
         return self.by_where.keys() == {"query"}
 
     @cached_property
+    def path_only(self) -> bool:
+        """What the route does to a request without a body depends on its method and path alone
+        (no header and no body field; or no field at all)."""
+        return not self.fields or (self.body_kind is None and "header" not in self.by_where)
+
+    @cached_property
     def json_selector(self) -> Selector:
         return json_selector(self.by_where.get("json", ()))
 

@@ -48,6 +48,8 @@ REPO = Path(__file__).resolve().parents[3]
 DEFAULT_RULES = str(REPO / "rules")
 DEFAULT_HOME = "~/.cloakgate"
 SIM_GATEWAY_MEASUREMENT = hashlib.sha256(b"cloakgate gateway simulated v1").hexdigest()
+READS_MEMO_SIZE = 4096
+_UNSEEN = object()
 KEY_OPTIONS = frozenset({
     "cloakgate_keys", "cloakgate_dev_keyring", "cloakgate_keys_measurement", "cloakgate_keys_signer",
     "cloakgate_keys_allow_simulated", "cloakgate_tee", "cloakgate_tee_measurement", "cloakgate_sim_platform",
@@ -156,6 +158,10 @@ class Gateway:
         # every request unmarked, so the guard refuses those of the last good packs.
         self.ready = False
         self._running = False
+        # Requests without a body that went out unchanged: (pack, method, path) -> route name or None,
+        # for the scope and key ring they were decided with (a new scope or ring starts afresh).
+        self._reads: tuple[Scope | None, KeyRing | None, dict[tuple[str, bytes, bytes], str | None]] = (
+            None, None, {})
 
     @property
     def packs(self) -> tuple[Pack, ...]:
@@ -402,10 +408,23 @@ class Gateway:
                 raise CloakgateError("request body exceeds the limit", code="cloakgate.body.too_large", status_hint=413)
             if self.ring is None:
                 raise CloakgateError("no key ring", code="cloakgate.key.unavailable", status_hint=503)
+            reads = None
+            if not body:  # a read: the same pack, keys, method and path get the same answer
+                reads = self._known_reads()
+                key = (pack.id, req.data.method, req.data.path)
+                known = reads.get(key, _UNSEEN)
+                if known is not _UNSEEN:
+                    if known is not None:
+                        flow.metadata[M_ROUTE] = known
+                    return
             out = core_protect.protect_request(
                 pack, req.method, req.path, req.headers.items(multi=True), body, self.ring, os.urandom
             )
             route = out.route
+            if reads is not None and out.path_only and out.unchanged:
+                if len(reads) >= READS_MEMO_SIZE:
+                    reads.clear()
+                reads[key] = route
             if route is None:
                 return
             flow.metadata[M_ROUTE] = route
@@ -429,6 +448,13 @@ class Gateway:
         except Exception as e:
             logger.error("cloakgate: internal error (%s) while protecting; request refused", type(e).__name__)
             self._refuse(flow, pack.id if pack else None, route, CloakgateError("internal error"))
+
+    def _known_reads(self) -> dict[tuple[str, bytes, bytes], str | None]:
+        scope, ring, reads = self._reads
+        if scope is not self.scope or ring is not self.ring:
+            reads = {}
+            self._reads = (self.scope, self.ring, reads)
+        return reads
 
     def _refuse(self, flow: http.HTTPFlow, pack: str | None, route: str | None, e: CloakgateError) -> None:
         try:
