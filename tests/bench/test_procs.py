@@ -15,9 +15,9 @@ def _confdir(argv: list[str]) -> str:
 
 
 def test_proxies_started_side_by_side_each_write_their_own_ca(tmp_path: Path):
-    """mitmdump writes its CA into a fresh confdir non-atomically: a second one starting at that moment read a
-    half-written file and exited (MalformedFraming, seen in CI). The passthrough, the gateway and the scale-out's
-    gateways start together, so each gets its own confdir inside the run's folder."""
+    """mitmdump writes its CA into a fresh confdir non-atomically: a second one starting at that moment
+    read a half-written file and exited (MalformedFraming, seen in CI). The passthrough, the gateway and
+    the scale-out's gateways start together, so each gets its own confdir inside the run's folder."""
     names = ["passthrough", "gateway", "gateway-n1-0", "gateway-n2-0", "gateway-n2-1"]
     dirs = [
         _confdir(procs.mitmdump_argv(8080, 9090, gateway=n != "passthrough", tmp=tmp_path, keys=[], name=n))
