@@ -399,3 +399,122 @@ def test_a_remembered_read_follows_new_rules(tmp_path: Path):
         g.request(f)
         assert f.response is None and "Zaphodius" not in f.request.headers["x-who"]
         g.done()
+
+
+def _protected(gw: Gateway, url: str, doc: dict) -> dict:
+    f = req("POST", url, json.dumps(doc).encode())
+    gw.requestheaders(f)
+    gw.request(f)
+    assert f.response is None
+    return json.loads(f.request.content)
+
+
+def _bodies(gw: Gateway) -> dict[str, tuple[str, bytes, dict[str, str]]]:
+    """Response bodies holding tokens as the gateway wrote them: kind -> (read url, body, headers)."""
+    import gzip
+
+    messages = "https://graph.microsoft.com/v1.0/me/messages"
+    msg = _protected(gw, messages, {"subject": "Zaphodius Beeblebroxian", "body": {
+        "contentType": "html", "content": "<p>Arthur Dentworth of <b>Cottington</b></p>"}})
+    contact = _protected(gw, "https://graph.microsoft.com/v1.0/me/contacts", {
+        "givenName": "Trillianne", "imAddresses": ["trillian@heart.example"], "personalNotes": "Marvin knows",
+        "businessPhones": ["+1 555 0100"]})
+    subject, html = msg["subject"], msg["body"]["content"]
+    tampered = subject[:20] + ("A" if subject[20] != "A" else "B") + subject[21:]
+    as_json = {"content-type": "application/json"}
+    words = json.dumps({"value": [{"subject": subject, "body": {"content": html}}]}).encode()
+    return {
+        "words": (messages, words, as_json),
+        "deterministic": (messages, json.dumps({"im": contact["imAddresses"]}).encode(), as_json),
+        "aead": (messages, json.dumps({"notes": contact["personalNotes"]}).encode(), as_json),
+        "truncated": (messages, json.dumps({"bodyPreview": subject[:-7]}).encode(), as_json),
+        "tampered": (messages, json.dumps({"subject": tampered}).encode(), as_json),
+        "plain": (messages, b'{"value": [{"subject": "no tokens here"}]}', as_json),
+        "html": (messages, html.encode(), {"content-type": "text/html; charset=utf-8"}),
+        "gzip": (messages, gzip.compress(words), {**as_json, "content-encoding": "gzip"}),
+        "reveal rules": ("https://graph.microsoft.com/v1.0/me/contacts", json.dumps(
+            {"givenName": contact["givenName"], "businessPhones": contact["businessPhones"]}
+        ).encode(), as_json),
+    }
+
+
+KINDS = ["words", "deterministic", "aead", "truncated", "tampered", "plain", "html", "gzip", "reveal rules"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_body_seen_before_is_revealed_as_the_first_time(gw: Gateway, tmp_path: Path, monkeypatch, kind):
+    """The second time a body arrives every segment in it is known and one call in C reveals it: the client
+    gets the same bytes and headers, the flow the same comment and mark, the audit log the same event. A
+    content encoding or a route with reveal rules always takes the whole path."""
+    import cloakgate.mitm.gateway as g
+
+    url, body, headers = _bodies(gw)[kind]
+    flows = []
+    whole_path = []
+    real = g.core_reveal.reveal_body
+
+    def counted(*a, **k):  # noqa: ANN002, ANN003
+        whole_path.append(1)
+        return real(*a, **k)
+
+    for _ in range(2):
+        f = _read(gw, url)
+        f.response = http.Response.make(200, b"", headers)
+        f.response.raw_content = body  # as the upstream sent it (make() would encode it again)
+        f.response.headers["content-length"] = str(len(body))
+        gw.response(f)
+        flows.append(f)
+        monkeypatch.setattr(g.core_reveal, "reveal_body", counted)
+    first, second = flows
+    assert second.response.content == first.response.content
+    assert second.response.headers.fields == first.response.headers.fields
+    assert (second.comment, second.marked) == (first.comment, first.marked)
+    gw.done()
+    events = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    reveals = [{k: v for k, v in e.items() if k not in ("time", "flow")}
+               for e in events if e["action"] == "reveal"]
+    assert len(reveals) == (2 if first.comment else 0) and reveals[:1] == reveals[1:]
+    assert whole_path == ([1] if kind in ("aead", "gzip", "reveal rules") else [])
+    plaintext = {"words": b"Zaphodius Beeblebroxian", "deterministic": b"trillian@heart.example",
+                 "aead": b"Marvin", "html": b"Arthur Dentworth", "gzip": b"Cottington",
+                 "reveal rules": b"Trillianne", "truncated": b"Zaphodius",
+                 "tampered": b"Beeblebroxian"}.get(kind)
+    skipped = {"truncated": "1 truncated", "tampered": "1 invalid"}.get(kind)
+    assert skipped is None or skipped in second.comment
+    if plaintext is None:  # nothing to reveal: the body went back as it came
+        assert second.response.raw_content == body
+    else:
+        assert plaintext in second.response.raw_content and "content-encoding" not in second.response.headers
+        assert second.response.headers["content-length"] == str(len(second.response.raw_content))
+    if kind == "reveal rules":
+        assert json.loads(second.response.content)["businessPhones"] == ["+1 555 0100"]
+
+
+def _respond(gw: Gateway, url: str, body: bytes, headers: dict[str, str]) -> http.HTTPFlow:
+    f = _read(gw, url)
+    f.response = http.Response.make(200, body, headers)
+    gw.response(f)
+    return f
+
+
+def test_bodies_seen_before_each_keep_their_own_comment(gw: Gateway):
+    """Comments of bodies revealed from known segments are remembered by their counts: bodies with other
+    counts, met in turn, each get their own."""
+    bodies = [b for k, b in _bodies(gw).items() if k not in ("gzip",)]
+    first = [_respond(gw, *b).comment for b in bodies]
+    assert len(set(first)) >= 5
+    assert [_respond(gw, *b).comment for b in bodies] == first
+
+
+def test_a_body_seen_before_is_not_revealed_once_its_key_is_gone(gw: Gateway):
+    """Known segments belong to the keys that revealed them: with the key gone, the same body keeps its
+    tokens (counted invalid), however often it was revealed before."""
+    from cloakgate.core.keyring import EmptyKeyRing
+
+    _, body, headers = _bodies(gw)["words"]
+    url = "https://graph.microsoft.com/v1.0/me/drive/root/children"  # a read no rule selects: it needs no key
+    assert b"Zaphodius" in _respond(gw, url, body, headers).response.content
+    assert b"Zaphodius" in _respond(gw, url, body, headers).response.content
+    gw._set_ring(EmptyKeyRing())
+    f = _respond(gw, url, body, headers)
+    assert f.response.content == body and "invalid" in f.comment

@@ -49,6 +49,7 @@ DEFAULT_RULES = str(REPO / "rules")
 DEFAULT_HOME = "~/.cloakgate"
 SIM_GATEWAY_MEASUREMENT = hashlib.sha256(b"cloakgate gateway simulated v1").hexdigest()
 READS_MEMO_SIZE = 4096
+NOTES_MEMO_SIZE = 4096
 _UNSEEN = object()
 KEY_OPTIONS = frozenset({
     "cloakgate_keys", "cloakgate_dev_keyring", "cloakgate_keys_measurement", "cloakgate_keys_signer",
@@ -162,6 +163,9 @@ class Gateway:
         # for the scope and key ring they were decided with (a new scope or ring starts afresh).
         self._reads: tuple[Scope | None, KeyRing | None, dict[tuple[str, bytes, bytes], str | None]] = (
             None, None, {})
+        # (pack, a body's packed counts) -> its reveal comment (None: nothing to say) and the revealed,
+        # truncated and invalid tokens
+        self._notes: dict[tuple[str, int], tuple[str | None, int, int, int]] = {}
 
     @property
     def packs(self) -> tuple[Pack, ...]:
@@ -484,37 +488,56 @@ class Gateway:
             rules = route.reveal if route is not None else ()
             h = resp.headers
             ctype, coding, chunked = headers_get(h, b"content-type", b"content-encoding", b"transfer-encoding")
-            out = core_reveal.reveal_body(
-                self.revealer, resp.raw_content, ctype, coding,
-                max_size=self.response_max, pack=pack, reveal_rules=rules,
-            )
-            self._note_reveal(flow, pack.id, route_name, out.stats, out.error)
-            if out.body is not None:
-                resp.raw_content = out.body
+            known = None
+            if coding is None and not rules:  # the steady state: every segment seen before, one call in C
+                known = core_reveal.reveal_known(self.revealer, resp.raw_content, ctype)
+            if known is not None:
+                new = known[0] if self._note_known(flow, pack.id, route_name, known[1]) else None
+            else:
+                out = core_reveal.reveal_body(
+                    self.revealer, resp.raw_content, ctype, coding,
+                    max_size=self.response_max, pack=pack, reveal_rules=rules,
+                )
+                self._note_reveal(flow, pack.id, route_name, out.stats, out.error)
+                new = out.body
+            if new is not None:
+                resp.raw_content = new
                 if coding is not None:
                     h.pop("content-encoding", None)
                 if chunked is None:
-                    set_content_length(h, len(out.body))
+                    set_content_length(h, len(new))
         except Exception as e:  # a response that cannot be revealed keeps its tokens: no plaintext leaks
             logger.error("cloakgate: internal error (%s) while revealing; response left as is", type(e).__name__)
 
     def _note_reveal(self, flow: http.HTTPFlow, pack: str, route: str | None,
                      stats: core_reveal.RevealStats, error: str | None) -> None:
-        if not (stats.revealed or stats.skipped or error):
-            return
-        parts = [f"revealed {stats.revealed} token(s)"]
-        if stats.by_scheme:
-            parts[0] += f" ({', '.join(sorted(stats.by_scheme))})"
-        if stats.truncated:
-            parts.append(f"{stats.truncated} truncated")
-        if stats.invalid:
-            parts.append(f"{stats.invalid} invalid")
-        if error:
-            parts.append(f"body unreadable: {error}")
-        add_comment(flow, f"cloakgate {pack}: " + ", ".join(parts))
+        text = reveal_comment(pack, stats, error)
+        if text is not None:
+            outcome = error or "ok"
+            self._annotate(flow, text, pack, route, stats.revealed, stats.truncated, stats.invalid, outcome)
+
+    def _note_known(self, flow: http.HTTPFlow, pack: str, route: str | None, packed: int) -> bool:
+        """``_note_reveal`` for a body revealed from known segments, by its packed counts (the comment is
+        remembered per pack and counts); whether anything was revealed."""
+        note = self._notes.get((pack, packed))
+        if note is None:
+            stats = core_reveal.stats_of(packed)
+            note = (reveal_comment(pack, stats, None), stats.revealed, stats.truncated, stats.invalid)
+            if len(self._notes) >= NOTES_MEMO_SIZE:
+                self._notes.clear()
+            self._notes[(pack, packed)] = note
+        text, revealed, truncated, invalid = note
+        if text is not None:
+            self._annotate(flow, text, pack, route, revealed, truncated, invalid)
+        return revealed > 0
+
+    def _annotate(self, flow: http.HTTPFlow, text: str, pack: str, route: str | None, revealed: int,
+                  truncated: int, invalid: int, outcome: str = "ok") -> None:
+        """A reveal's comment and mark on the flow, and its audit event."""
+        add_comment(flow, text)
         if not flow.marked:
             flow.marked = MARK_PROTECTED
-        self.audit.reveal(flow.id, pack, route, stats.revealed, stats.truncated, stats.invalid, error or "ok")
+        self.audit.reveal(flow.id, pack, route, revealed, truncated, invalid, outcome)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         try:
@@ -559,6 +582,22 @@ class Gateway:
             for f, e in self.rules.errors.items():
                 lines.append(f"FAILED {f}: {e.message}")
         return "\n".join(lines)
+
+
+def reveal_comment(pack: str, stats: core_reveal.RevealStats, error: str | None) -> str | None:
+    """The flow comment of a response's reveal (counts and codes, never values); None: nothing to say."""
+    if not (stats.revealed or stats.skipped or error):
+        return None
+    parts = [f"revealed {stats.revealed} token(s)"]
+    if stats.by_scheme:
+        parts[0] += f" ({', '.join(sorted(stats.by_scheme))})"
+    if stats.truncated:
+        parts.append(f"{stats.truncated} truncated")
+    if stats.invalid:
+        parts.append(f"{stats.invalid} invalid")
+    if error:
+        parts.append(f"body unreadable: {error}")
+    return f"cloakgate {pack}: " + ", ".join(parts)
 
 
 def _describe_keys(st: dict[str, Any]) -> str:
