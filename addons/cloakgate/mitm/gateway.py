@@ -160,9 +160,8 @@ class Gateway:
         self.ready = False
         self._running = False
         # Requests without a body that went out unchanged: (pack, method, path) -> route name or None,
-        # for the scope and key ring they were decided with (a new scope or ring starts afresh).
-        self._reads: tuple[Scope | None, KeyRing | None, dict[tuple[str, bytes, bytes], str | None]] = (
-            None, None, {})
+        # for the scope and key ring in force (emptied when either is replaced).
+        self._reads: dict[tuple[str, bytes, bytes], str | None] = {}
         # (pack, a body's packed counts) -> its reveal comment (None: nothing to say) and the revealed,
         # truncated and invalid tokens
         self._notes: dict[tuple[str, int], tuple[str | None, int, int, int]] = {}
@@ -262,6 +261,7 @@ class Gateway:
             logger.warning("cloakgate: host map names unknown packs: %s", ", ".join(sorted(missing)))
         self._set_ring(self.keys.ring(p.id for p in packs))
         self.scope = Scope(packs, self.host_map)
+        self._reads = {}
         state.SHARED.scope = self.scope
         self.ready = True
         if self._running:
@@ -271,6 +271,7 @@ class Gateway:
         if ring is self.ring:
             return
         self.ring = ring
+        self._reads = {}
         if self.revealer is None:
             self.revealer = core_reveal.Revealer(ring)
         else:
@@ -414,7 +415,7 @@ class Gateway:
                 raise CloakgateError("no key ring", code="cloakgate.key.unavailable", status_hint=503)
             reads = None
             if not body:  # a read: the same pack, keys, method and path get the same answer
-                reads = self._known_reads()
+                reads = self._reads
                 key = (pack.id, req.data.method, req.data.path)
                 known = reads.get(key, _UNSEEN)
                 if known is not _UNSEEN:
@@ -452,13 +453,6 @@ class Gateway:
         except Exception as e:
             logger.error("cloakgate: internal error (%s) while protecting; request refused", type(e).__name__)
             self._refuse(flow, pack.id if pack else None, route, CloakgateError("internal error"))
-
-    def _known_reads(self) -> dict[tuple[str, bytes, bytes], str | None]:
-        scope, ring, reads = self._reads
-        if scope is not self.scope or ring is not self.ring:
-            reads = {}
-            self._reads = (self.scope, self.ring, reads)
-        return reads
 
     def _refuse(self, flow: http.HTTPFlow, pack: str | None, route: str | None, e: CloakgateError) -> None:
         try:
