@@ -420,7 +420,9 @@ def _bodies(gw: Gateway) -> dict[str, tuple[str, bytes, dict[str, str]]]:
         "givenName": "Trillianne", "imAddresses": ["trillian@heart.example"], "personalNotes": "Marvin knows",
         "businessPhones": ["+1 555 0100"]})
     subject, html = msg["subject"], msg["body"]["content"]
-    tampered = subject[:20] + ("A" if subject[20] != "A" else "B") + subject[21:]
+    # another letter, not the same one in the other case: a word token carries its word's case in the case
+    # of its letters, and tokens are read case-insensitively, so a case change is no tamper (it flaked so)
+    tampered = subject[:20] + ("A" if subject[20].upper() != "A" else "B") + subject[21:]
     as_json = {"content-type": "application/json"}
     words = json.dumps({"value": [{"subject": subject, "body": {"content": html}}]}).encode()
     return {
