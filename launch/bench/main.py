@@ -49,6 +49,7 @@ import workloads  # noqa: E402
 
 RESULTS = HERE / "results"
 CONFIGS = ("direct", "passthrough", "gateway")
+AA = "passthrough-b"  # --aa: a second passthrough, identical to the first, in the sweep's ladders
 
 MODES = {  # per mode: constant-rate run, sweep steps, microbenchmark time, profile time, safety deadline
     "full": dict(
@@ -154,6 +155,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="time the gateway's hooks inside mitmdump at the constant rate, one gateway per workload "
         "(diagnostic; launch/bench/hooktimes.py)",
+    )
+    ap.add_argument(
+        "--aa",
+        action="store_true",
+        help="A/A calibration: a second passthrough, identical to the first, climbs the sweep's ladders "
+        "interleaved with the other two; the ratio of two identical configurations is the noise floor "
+        "of the throughput ratios in this run (about 1 minute more per sweep workload)",
     )
     ap.add_argument("--no-sweep", action="store_true")
     ap.add_argument("--no-scale", action="store_true", help="skip the HAProxy scale-out")
@@ -435,7 +443,11 @@ def run(
     }
     ports: dict[str, int] = {"direct": upstream.port} if "direct" in a.config_list else {}
     proxies: dict[str, procs.Proc] = {}
-    for cfg in a.config_list:
+    aa = a.aa and bool(a.sweep_list) and "passthrough" in a.config_list
+    if a.aa and not aa:
+        res["notes"].append("--aa: no A/A comparison (it needs a sweep and the passthrough configuration)")
+    wanted = [*a.config_list, *([AA] if aa else [])]
+    for cfg in wanted:
         if cfg == "direct":
             res["configs"][cfg] = {"status": "ok"}
             continue
@@ -472,7 +484,8 @@ def run(
     for cfg in list(ports):
         audit = tmp / f"audit-{cfg}.jsonl" if cfg == "gateway" else None
         try:
-            facts = verify.check(cfg, ports[cfg], upstream.port, audit, info, keys.ring)
+            facts = verify.check(cfg if cfg != AA else "passthrough", ports[cfg], upstream.port, audit, info,
+                                 keys.ring)
         except Exception as e:  # noqa: BLE001 - reported, the configuration is skipped
             facts = {"ok": False, "problems": [f"{type(e).__name__}: {e}"]}
         res["configs"][cfg]["verify"] = facts
@@ -588,7 +601,7 @@ def run(
         )
         targets = {
             cfg: (ports[cfg], [proxies[cfg]] if cfg in proxies else [upstream])
-            for cfg in CONFIGS
+            for cfg in (*CONFIGS, AA)
             if cfg in ports
         }
         if "direct" in targets:  # the direct path is bounded by the generator: one probe says so
@@ -614,6 +627,8 @@ def run(
             res["sweep"].append(s)
         if "gateway" in probes and "passthrough" in probes:
             res.setdefault("paired", {})[wl] = sweep.paired_ratio(probes["gateway"], probes["passthrough"])
+        if AA in ladders and "passthrough" in ladders:
+            res.setdefault("aa", {})[wl] = aa_result(ladders[AA], ladders["passthrough"])
 
     # 6. scale-out behind HAProxy
     for pr in list(proxies.values()):
@@ -641,6 +656,18 @@ def run(
     if not upstream_check:
         res["notes"].append("the upstream died during the run: results are suspect")
     return 0
+
+
+def aa_result(b: dict, a: dict) -> dict:
+    """The A/A comparison of one sweep workload: the second passthrough's ladder against the first's."""
+    sa, sb = a.get("sustainable"), b.get("sustainable")
+    return {
+        "sustainable": [sa, sb],
+        "ratio": sb / sa if sa and sb else None,
+        "closed_ratio": sweep.paired_ratio(b["closed"], a["closed"]),
+        "closed": b["closed"],
+        "steps": b["steps"],
+    }
 
 
 def start_keys(

@@ -111,12 +111,14 @@ def targets(res: dict) -> list[dict]:
             r = g["sustainable"] / p["sustainable"]
             rc = (res.get("paired") or {}).get(wl)
             ins = ((res.get("instructions") or {}).get("ratios") or {}).get(wl)
+            aa = (res.get("aa") or {}).get(wl)
             out.append(
                 {
                     "target": f"sustainable throughput, {wl}: gateway >= {need} x passthrough",
                     "measured": f"{r:.2f} x ({g['sustainable']:.0f} vs {p['sustainable']:.0f} req/s); "
                     f"closed-loop maximum {_f(rc)} x (median of paired rounds)"
-                    + (f"; instructions per request {ins['ratio']:.3f} x" if ins else ""),
+                    + (f"; instructions per request {ins['ratio']:.3f} x" if ins else "")
+                    + (f"; A/A, passthrough against itself: {_f(aa['ratio'])} x" if aa else ""),
                     "met": r >= need,
                 }
             )
@@ -380,6 +382,8 @@ def markdown(res: dict, png_name: str = "latency.png") -> str:
     if kc and kc.get("counted"):
         L.append("")
         L.append(f"Key-service calls counted: {kc['counted']}.")
+    if res.get("aa"):
+        L += aa_section(res["aa"], ratios(res))
 
     sc = res.get("scale") or {}
     L.append("")
@@ -453,6 +457,32 @@ def markdown(res: dict, png_name: str = "latency.png") -> str:
     L.append("")
     L.append(f"Command: `{m['command']}`; total time {m.get('elapsed_s', 0):.0f} s.")
     return "\n".join(L) + "\n"
+
+
+def aa_section(aa: dict, summary: list[dict]) -> list[str]:
+    """``--aa``: what two identical passthroughs get in the same ladders, beside the gateway's ratio."""
+    gw = {r["workload"]: r for r in summary}
+    L = ["", "## A/A: passthrough against a second, identical passthrough (`--aa`)", ""]
+    L.append(
+        "A second passthrough climbed the same rates, its steps interleaved with the other two ladders: "
+        "two identical configurations measured alike. How far their ratio lies from 1 is this run's "
+        "noise floor for the throughput ratios (the gateway's are repeated here); a gateway ratio inside that distance of the target "
+        "is not told apart from it by one run."
+    )
+    L.append("")
+    L.append(
+        "| workload | sustainable req/s A / B | sustainable ratio B/A | closed-loop ratio B/A "
+        "| gateway sustainable ratio | gateway closed-loop ratio |"
+    )
+    L.append("|---|---:|---:|---:|---:|---:|")
+    for wl, x in aa.items():
+        sa, sb = x["sustainable"]
+        g = gw.get(wl, {})
+        L.append(
+            f"| {wl} | {_f(sa, 0)} / {_f(sb, 0)} | {_f(x['ratio'])} | {_f(x['closed_ratio'])} "
+            f"| {_f(g.get('sustainable_ratio'))} | {_f(g.get('closed_ratio'))} |"
+        )
+    return L
 
 
 def hook_times_section(by_workload: dict, rate: float) -> list[str]:

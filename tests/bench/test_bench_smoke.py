@@ -26,7 +26,7 @@ pytestmark = pytest.mark.e2e
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]:
     out = tmp_path_factory.mktemp("bench-smoke")
     proc = subprocess.run(
-        [sys.executable, str(MAIN), "--smoke", "--hook-times", "--out", str(out), "--max-minutes", "1.5"],
+        [sys.executable, str(MAIN), "--smoke", "--hook-times", "--aa", "--out", str(out), "--max-minutes", "1.5"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -98,6 +98,25 @@ def test_hook_times_inside_mitmdump(smoke: tuple[Path, dict, str]) -> None:
         assert set(got["hooks"]) == hooks, (wl, got)
         assert got["requests"] > 0 and all(h["calls"] > 0 and h["p50"] > 0 for h in got["hooks"].values())
     assert "## The gateway's hooks timed inside mitmdump (`--hook-times`)" in (out / "results.md").read_text()
+
+
+def test_aa_a_second_passthrough_climbed_the_same_ladder(smoke: tuple[Path, dict, str]) -> None:
+    """--aa: a second, identical passthrough ran in the sweep's interleaved ladders (not in the constant-rate
+    runs), its ratio against the first is reported beside the gateway's."""
+    out, res, log = smoke
+    assert res["configs"]["passthrough-b"]["status"] == "ok"
+    assert res["configs"]["passthrough-b"]["verify"]["ok"]
+    aa = res["aa"]["light"]
+    (p,) = [s for s in res["sweep"] if s["config"] == "passthrough" and s["workload"] == "light"]
+    assert aa["sustainable"][0] == p["sustainable"] and aa["steps"] and len(aa["closed"]["rounds"]) >= 1
+    assert {s["rate"] for s in aa["steps"]} & {s["rate"] for s in p["steps"]}  # the same grid
+    if all(aa["sustainable"]):
+        assert aa["ratio"] == aa["sustainable"][1] / aa["sustainable"][0]
+    assert "passthrough-b" not in {c["config"] for c in res["constant"]}
+    assert "passthrough-b " in log  # its steps, in turn with the others'
+    md = (out / "results.md").read_text()
+    assert "## A/A: passthrough against a second, identical passthrough (`--aa`)" in md
+    assert "| light | " in md.split("## A/A")[1]
 
 
 @pytest.mark.skipif(

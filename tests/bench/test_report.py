@@ -141,3 +141,25 @@ def test_instruction_counts_wait_for_start_up_work_and_subtract_the_idle_rate(mo
     assert idle_total > 2e7  # 50 ms of about 1e9 per second
     assert row["per_request"] == pytest.approx((5e9 - idle_total) / 10)
     assert row["idle_per_request"] == pytest.approx(idle_total / 10)
+
+
+def test_aa_ratio_is_reported_beside_the_gateways_without_changing_its_verdict():
+    def ladder(cfg: str, sustainable: int) -> dict:
+        return {"config": cfg, "workload": "light", "sustainable": sustainable,
+                "closed": {"achieved": 800, "p50": 60.0, "rounds": [800]}, "steps": []}
+
+    res = {
+        "meta": {"params": {"rate": 100, "workloads": []}},
+        "sweep": [ladder("passthrough", 750), ladder("gateway", 705)],
+        "paired": {"light": 0.97},
+        "aa": {"light": {"sustainable": [750, 720], "ratio": 0.96, "closed_ratio": 1.01, "steps": [],
+                         "closed": {"rounds": [808]}}},
+    }
+    (t,) = [t for t in report.targets(res) if t["target"].startswith("sustainable throughput, light")]
+    assert t["met"] is False  # 705 / 750 = 0.94: the A/A figure is context, not a correction
+    assert t["measured"].endswith("; A/A, passthrough against itself: 0.96 x")
+    section = "\n".join(report.aa_section(res["aa"], report.ratios(res)))
+    assert "| light | 750 / 720 | 0.96 | 1.01 | 0.94 | 0.97 |" in section
+    del res["aa"]
+    (t,) = [t for t in report.targets(res) if t["target"].startswith("sustainable throughput, light")]
+    assert "A/A" not in t["measured"]
