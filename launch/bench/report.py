@@ -466,8 +466,8 @@ def aa_section(aa: dict, summary: list[dict]) -> list[str]:
     L.append(
         "A second passthrough climbed the same rates, its steps interleaved with the other two ladders: "
         "two identical configurations measured alike. How far their ratio lies from 1 is this run's "
-        "noise floor for the throughput ratios (the gateway's are repeated here); a gateway ratio inside that distance of the target "
-        "is not told apart from it by one run."
+        "noise floor for the throughput ratios (the gateway's are repeated here); a gateway ratio inside "
+        "that distance of the target is not told apart from it by one run."
     )
     L.append("")
     L.append(

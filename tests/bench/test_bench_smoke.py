@@ -26,7 +26,8 @@ pytestmark = pytest.mark.e2e
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]:
     out = tmp_path_factory.mktemp("bench-smoke")
     proc = subprocess.run(
-        [sys.executable, str(MAIN), "--smoke", "--hook-times", "--aa", "--out", str(out), "--max-minutes", "1.5"],
+        [sys.executable, str(MAIN), "--smoke", "--hook-times", "--aa", "--out", str(out),
+         "--max-minutes", "1.5"],
         cwd=REPO,
         capture_output=True,
         text=True,
